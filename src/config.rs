@@ -1,0 +1,564 @@
+//! Server configuration: `config/tollgate.toml` (or `--config PATH`), every key overridable by
+//! a `TOLLGATE_<KEY>` environment variable, secrets also readable from `TOLLGATE_<KEY>_FILE`.
+//!
+//! Layering is done here rather than with figment because figment parses environment values
+//! as TOML-like literals (`"true"` becomes a bool, `[x]` an array, quotes are stripped), which
+//! silently corrupts secrets; here every variable is taken verbatim and parsed by its key's type.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Prefix of every environment variable tollgate reads.
+pub const ENV_PREFIX: &str = "TOLLGATE_";
+
+/// The configuration file read when `--config` is not given (absent is fine).
+pub const DEFAULT_CONFIG_PATH: &str = "config/tollgate.toml";
+
+/// A configuration problem, naming the key (as the user wrote it) and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {key}: {message}")]
+pub struct ConfigError {
+    /// `listen` in a file, or `TOLLGATE_LISTEN`, or the file itself.
+    pub key: String,
+    /// What is wrong and how to fix it. Never contains a secret value.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format; use `text` or `json`"
+            )),
+        }
+    }
+}
+
+/// One string or several, so `secret = "x"` and `secret = ["new", "old"]` both work.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
+}
+
+/// The file as written. Every field is optional; defaults are applied after the environment.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    github_api_url: Option<String>,
+    github_webhook_secret: Option<OneOrMany>,
+    github_webhook_secret_file: Option<PathBuf>,
+    github_token: Option<String>,
+    github_token_file: Option<PathBuf>,
+    github_app_id: Option<u64>,
+    github_private_key_file: Option<PathBuf>,
+    gitlab_url: Option<String>,
+    gitlab_token: Option<String>,
+    gitlab_token_file: Option<PathBuf>,
+    gitlab_webhook_token: Option<OneOrMany>,
+    gitlab_webhook_token_file: Option<PathBuf>,
+    signing_key_file: Option<PathBuf>,
+    check_name: Option<String>,
+    drain_timeout_secs: Option<u64>,
+    log_format: Option<String>,
+}
+
+/// Every key tollgate knows, in file spelling. `TOLLGATE_` + upper case is the variable.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "github_api_url",
+    "github_webhook_secret",
+    "github_webhook_secret_file",
+    "github_token",
+    "github_token_file",
+    "github_app_id",
+    "github_private_key_file",
+    "gitlab_url",
+    "gitlab_token",
+    "gitlab_token_file",
+    "gitlab_webhook_token",
+    "gitlab_webhook_token_file",
+    "signing_key_file",
+    "check_name",
+    "drain_timeout_secs",
+    "log_format",
+];
+
+/// How tollgate authenticates to GitHub.
+#[derive(Clone)]
+pub enum GithubCredentials {
+    /// No credentials: dry-run, log what would be published.
+    None,
+    /// A personal or fine-grained token (`TOLLGATE_GITHUB_TOKEN`).
+    Token(SecretString),
+    /// A GitHub App: id and the path of its private key.
+    App {
+        /// `TOLLGATE_GITHUB_APP_ID`.
+        app_id: u64,
+        /// `TOLLGATE_GITHUB_PRIVATE_KEY_FILE`.
+        private_key_file: PathBuf,
+    },
+}
+
+impl fmt::Debug for GithubCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GithubCredentials::None => f.write_str("None"),
+            GithubCredentials::Token(_) => f.write_str("Token([redacted])"),
+            GithubCredentials::App {
+                app_id,
+                private_key_file,
+            } => f
+                .debug_struct("App")
+                .field("app_id", app_id)
+                .field("private_key_file", private_key_file)
+                .finish(),
+        }
+    }
+}
+
+/// GitHub settings.
+#[derive(Debug, Clone)]
+pub struct GithubConfig {
+    /// REST API root (`https://api.github.com`, or GitHub Enterprise's `/api/v3`).
+    pub api_url: url::Url,
+    /// Webhook secrets accepted (several while rotating). Empty: GitHub intake is off.
+    pub webhook_secrets: Vec<SecretString>,
+    /// How to call the API.
+    pub credentials: GithubCredentials,
+}
+
+/// GitLab settings.
+#[derive(Debug, Clone)]
+pub struct GitlabConfig {
+    /// Instance root; the API is under `/api/v4`.
+    pub url: Option<url::Url>,
+    /// API token of tollgate's bot user.
+    pub token: Option<SecretString>,
+    /// Webhook tokens accepted (several while rotating). Empty: GitLab intake is off.
+    pub webhook_tokens: Vec<SecretString>,
+}
+
+/// The validated server configuration. `Debug` never shows a secret.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Store URL (`sqlite://…` or `postgres://…`).
+    pub database_url: String,
+    /// GitHub settings.
+    pub github: GithubConfig,
+    /// GitLab settings.
+    pub gitlab: GitlabConfig,
+    /// Ed25519 private key used to sign decision records.
+    pub signing_key_file: Option<PathBuf>,
+    /// Name of the check run / commit status tollgate publishes.
+    pub check_name: String,
+    /// How long SIGTERM waits for in-flight work.
+    pub drain_timeout: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// What tollgate can do with the credentials it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No forge credentials: log what would be published.
+    DryRun,
+    /// Credentials for at least one forge.
+    Live,
+}
+
+impl Mode {
+    /// Name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::DryRun => "dry-run",
+            Mode::Live => "live",
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Whether any forge credentials are configured.
+    pub fn mode(&self) -> Mode {
+        let github = !matches!(self.github.credentials, GithubCredentials::None);
+        if github || self.gitlab.token.is_some() {
+            Mode::Live
+        } else {
+            Mode::DryRun
+        }
+    }
+
+    /// Loads from the process environment and the given (or default) file.
+    pub fn load(explicit_path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+            .collect();
+        Self::load_from(explicit_path, &env)
+    }
+
+    /// Loads from a file and an explicit environment map (testable without touching the
+    /// process environment).
+    pub fn load_from(
+        explicit_path: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let (path, file) = read_file(explicit_path)?;
+        Layered { path, env }.resolve(file)
+    }
+
+    /// `TOLLGATE_*` variables in `env` that name no key (likely typos). Names only.
+    pub fn unknown_env_vars(env: &BTreeMap<String, String>) -> Vec<String> {
+        env.keys()
+            .filter(|name| {
+                name.strip_prefix(ENV_PREFIX)
+                    .is_some_and(|rest| !KEYS.iter().any(|key| key.eq_ignore_ascii_case(rest)))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+fn read_file(explicit_path: Option<&Path>) -> Result<(Option<PathBuf>, FileConfig), ConfigError> {
+    let path = explicit_path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if explicit_path.is_none() && error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((None, FileConfig::default()));
+        }
+        Err(error) => {
+            return Err(ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {error}"),
+            ));
+        }
+    };
+    // toml's message names line and column and shows the offending line.
+    let parsed = toml::from_str(&text).map_err(|error| {
+        ConfigError::new(
+            path.display().to_string(),
+            format!(
+                "{}\nhint: the keys are: {}",
+                error.to_string().trim_end(),
+                KEYS.join(", ")
+            ),
+        )
+    })?;
+    Ok((Some(path.to_path_buf()), parsed))
+}
+
+/// The file and the environment, resolved key by key (environment wins).
+struct Layered<'a> {
+    /// The file read, if any (for error messages).
+    path: Option<PathBuf>,
+    env: &'a BTreeMap<String, String>,
+}
+
+fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_ascii_uppercase())
+}
+
+impl Layered<'_> {
+    /// Where a key's value is described in errors: the variable if set, else the file key.
+    fn origin(&self, key: &str) -> String {
+        let var = env_name(key);
+        if self.env.contains_key(&var) {
+            return var;
+        }
+        match &self.path {
+            Some(path) => format!("`{key}` in {}", path.display()),
+            None => var,
+        }
+    }
+
+    fn env(&self, key: &str) -> Option<&str> {
+        self.env.get(&env_name(key)).map(String::as_str)
+    }
+
+    /// A plain (non-secret) value: environment, else file, parsed by type.
+    fn plain<T: FromStr>(
+        &self,
+        key: &str,
+        from_file: Option<String>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        let Some(raw) = self.env(key).map(str::to_owned).or(from_file) else {
+            return Ok(None);
+        };
+        raw.trim().parse().map(Some).map_err(|error| {
+            ConfigError::new(
+                self.origin(key),
+                format!("`{raw}` is not valid: {error}{}", hint(key)),
+            )
+        })
+    }
+
+    /// A secret: the variable, else `<KEY>_FILE` (variable or file key), else the file value.
+    /// Setting both the value and its `_FILE` is ambiguous and refused.
+    fn secrets(
+        &self,
+        key: &str,
+        from_file: Option<Vec<String>>,
+        file_path: Option<PathBuf>,
+    ) -> Result<Vec<SecretString>, ConfigError> {
+        let file_key = format!("{key}_file");
+        let path = self.env(&file_key).map(PathBuf::from).or(file_path);
+        let direct = self.env(key).map(|v| vec![v.to_owned()]).or(from_file);
+        let values = match (direct, path) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    self.origin(key),
+                    format!(
+                        "both `{key}` and `{file_key}` are set; keep one ({} is preferred)",
+                        env_name(&file_key)
+                    ),
+                ));
+            }
+            (Some(values), None) => values,
+            (None, Some(path)) => read_secret_file(&self.origin(&file_key), &path)?,
+            (None, None) => Vec::new(),
+        };
+        if values.iter().any(|v| v.is_empty()) {
+            return Err(ConfigError::new(self.origin(key), "a secret is empty"));
+        }
+        Ok(values.into_iter().map(SecretString::from).collect())
+    }
+
+    fn resolve(&self, f: FileConfig) -> Result<ServerConfig, ConfigError> {
+        let listen = self
+            .plain("listen", f.listen)?
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let database_url = self
+            .plain::<String>("database_url", f.database_url)?
+            .unwrap_or_else(|| "sqlite://tollgate.db".to_owned());
+        let github_api_url = self
+            .plain::<url::Url>("github_api_url", f.github_api_url)?
+            .map_or_else(|| url::Url::parse("https://api.github.com"), Ok)
+            .map_err(|e| ConfigError::new("github_api_url", e.to_string()))?;
+        self.require_http("github_api_url", &github_api_url)?;
+        let webhook_secrets = self.secrets(
+            "github_webhook_secret",
+            f.github_webhook_secret.map(OneOrMany::into_vec),
+            f.github_webhook_secret_file,
+        )?;
+        let credentials = self.github_credentials(
+            f.github_token.map(|t| vec![t]),
+            f.github_token_file,
+            f.github_app_id,
+            f.github_private_key_file,
+        )?;
+        let gitlab = self.gitlab(FileGitlab {
+            url: f.gitlab_url,
+            token: f.gitlab_token,
+            token_file: f.gitlab_token_file,
+            webhook_token: f.gitlab_webhook_token,
+            webhook_token_file: f.gitlab_webhook_token_file,
+        })?;
+        let signing_key_file =
+            self.plain::<PathBuf>("signing_key_file", f.signing_key_file.map(path_text))?;
+        let check_name = self
+            .plain::<String>("check_name", f.check_name)?
+            .unwrap_or_else(|| "tollgate".to_owned());
+        if check_name.trim().is_empty() || check_name.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                self.origin("check_name"),
+                "the check name must be non-empty printable text, e.g. `tollgate`",
+            ));
+        }
+        let drain_timeout = Duration::from_secs(
+            self.plain(
+                "drain_timeout_secs",
+                f.drain_timeout_secs.map(|v| v.to_string()),
+            )?
+            .unwrap_or(30),
+        );
+        let log_format = self.plain("log_format", f.log_format)?.unwrap_or_default();
+        Ok(ServerConfig {
+            listen,
+            database_url,
+            github: GithubConfig {
+                api_url: github_api_url,
+                webhook_secrets,
+                credentials,
+            },
+            gitlab,
+            signing_key_file,
+            check_name,
+            drain_timeout,
+            log_format,
+        })
+    }
+
+    fn require_http(&self, key: &str, url: &url::Url) -> Result<(), ConfigError> {
+        if matches!(url.scheme(), "http" | "https") && url.has_host() {
+            Ok(())
+        } else {
+            Err(ConfigError::new(
+                self.origin(key),
+                format!("`{url}` is not an http(s) URL with a host"),
+            ))
+        }
+    }
+
+    fn github_credentials(
+        &self,
+        token: Option<Vec<String>>,
+        token_file: Option<PathBuf>,
+        app_id: Option<u64>,
+        private_key_file: Option<PathBuf>,
+    ) -> Result<GithubCredentials, ConfigError> {
+        let mut tokens = self.secrets("github_token", token, token_file)?;
+        let app_id = self.plain::<u64>("github_app_id", app_id.map(|v| v.to_string()))?;
+        let key_file =
+            self.plain::<PathBuf>("github_private_key_file", private_key_file.map(path_text))?;
+        match (tokens.pop(), app_id, key_file) {
+            (Some(_), Some(_), _) => Err(ConfigError::new(
+                self.origin("github_token"),
+                "both a GitHub token and a GitHub App id are set; use one mode: \
+                 TOLLGATE_GITHUB_TOKEN, or TOLLGATE_GITHUB_APP_ID with TOLLGATE_GITHUB_PRIVATE_KEY_FILE",
+            )),
+            (Some(token), None, _) => Ok(GithubCredentials::Token(token)),
+            (None, Some(app_id), Some(private_key_file)) => {
+                if let Err(error) = std::fs::metadata(&private_key_file) {
+                    return Err(ConfigError::new(
+                        self.origin("github_private_key_file"),
+                        format!("cannot read `{}`: {error}", private_key_file.display()),
+                    ));
+                }
+                Ok(GithubCredentials::App {
+                    app_id,
+                    private_key_file,
+                })
+            }
+            (None, Some(_), None) => Err(ConfigError::new(
+                self.origin("github_app_id"),
+                "App mode needs the App's private key too: set TOLLGATE_GITHUB_PRIVATE_KEY_FILE",
+            )),
+            (None, None, Some(_)) => Err(ConfigError::new(
+                self.origin("github_private_key_file"),
+                "a private key without an App id: set TOLLGATE_GITHUB_APP_ID",
+            )),
+            (None, None, None) => Ok(GithubCredentials::None),
+        }
+    }
+
+    fn gitlab(&self, f: FileGitlab) -> Result<GitlabConfig, ConfigError> {
+        let url = self.plain::<url::Url>("gitlab_url", f.url)?;
+        if let Some(url) = &url {
+            self.require_http("gitlab_url", url)?;
+        }
+        let mut tokens = self.secrets("gitlab_token", f.token.map(|t| vec![t]), f.token_file)?;
+        let token = tokens.pop();
+        if token.is_some() && url.is_none() {
+            return Err(ConfigError::new(
+                self.origin("gitlab_token"),
+                "a GitLab token needs the instance it is for: set TOLLGATE_GITLAB_URL \
+                 (e.g. https://gitlab.com)",
+            ));
+        }
+        let webhook_tokens = self.secrets(
+            "gitlab_webhook_token",
+            f.webhook_token.map(OneOrMany::into_vec),
+            f.webhook_token_file,
+        )?;
+        Ok(GitlabConfig {
+            url,
+            token,
+            webhook_tokens,
+        })
+    }
+}
+
+/// The GitLab half of the file, moved out for [`Layered::gitlab`].
+struct FileGitlab {
+    url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    webhook_token: Option<OneOrMany>,
+    webhook_token_file: Option<PathBuf>,
+}
+
+fn path_text(path: PathBuf) -> String {
+    path.display().to_string()
+}
+
+/// What a valid value of a plain key looks like, appended to parse errors.
+fn hint(key: &str) -> &'static str {
+    match key {
+        "listen" => " (expected HOST:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080)",
+        "github_api_url" => {
+            " (expected a URL, e.g. https://api.github.com or https://ghe.example.com/api/v3)"
+        }
+        "gitlab_url" => " (expected the instance root, e.g. https://gitlab.com)",
+        "github_app_id" | "drain_timeout_secs" => " (expected a whole number)",
+        _ => "",
+    }
+}
+
+/// Reads a secrets file: one secret per line (several lines = rotation), blank lines ignored,
+/// trailing whitespace and line ends trimmed.
+fn read_secret_file(origin: &str, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::new(origin, format!("cannot read `{}`: {error}", path.display()))
+    })?;
+    let secrets: Vec<String> = text
+        .lines()
+        .map(str::trim_end)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if secrets.is_empty() {
+        return Err(ConfigError::new(
+            origin,
+            format!("`{}` holds no secret", path.display()),
+        ));
+    }
+    Ok(secrets)
+}

@@ -1,0 +1,335 @@
+//! GitHub webhook payloads → [`Event`].
+//!
+//! Payloads are read into thin structs of our own holding only the fields tollgate uses
+//! (octocrab's webhook models are incomplete and would tie intake to its release cycle).
+//! The action is read first, so that an action tollgate ignores never fails on a field it
+//! would not have used.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::ParseError;
+use crate::event::{
+    Author, ChangeAction, ChangeClosed, ChangeNumber, ChangeRef, ChangeUpdate, CheckRerequest,
+    CommentEvent, CommitSha, Event, Forge, InstallationId, Login, Repo, RepoName, ReviewAction,
+    ReviewEvent, ReviewState, User,
+};
+
+/// Turns one verified GitHub delivery into an [`Event`].
+pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
+    let envelope: Envelope = super::parse_json(body)?;
+    let action = envelope.action.as_deref().unwrap_or("");
+    match event_name {
+        "ping" => Ok(Event::Ping),
+        "pull_request" => pull_request(action, body),
+        "pull_request_review" => review(action, body),
+        "issue_comment" => issue_comment(action, body),
+        "check_run" | "check_suite" => check_rerequest(event_name, action, body),
+        other => Ok(Event::ignored(format!(
+            "`{other}` events are not used by tollgate"
+        ))),
+    }
+}
+
+fn shape<T: DeserializeOwned>(event_name: &str, body: &[u8]) -> Result<T, ParseError> {
+    serde_json::from_slice(body).map_err(|error| ParseError::Shape {
+        event: event_name.to_owned(),
+        message: error.to_string(),
+    })
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Account {
+    login: String,
+    id: Option<u64>,
+}
+
+impl From<Account> for User {
+    fn from(account: Account) -> Self {
+        User {
+            login: Login::new(account.login),
+            id: account.id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    id: u64,
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct Installation {
+    id: u64,
+}
+
+fn repo(repository: Repository, installation: Option<Installation>) -> Repo {
+    Repo {
+        forge: Forge::GitHub,
+        name: RepoName::new(repository.full_name),
+        id: repository.id,
+        installation: installation.map(|i| InstallationId(i.id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct BranchRef {
+    #[serde(rename = "ref")]
+    name: String,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    number: u64,
+    user: Account,
+    head: BranchRef,
+    base: BranchRef,
+    #[serde(default)]
+    labels: Vec<Label>,
+    title: String,
+    body: Option<String>,
+    #[serde(default)]
+    draft: bool,
+    #[serde(default)]
+    merged: bool,
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    pull_request: PullRequest,
+    repository: Repository,
+    installation: Option<Installation>,
+    changes: Option<PullRequestChanges>,
+}
+
+#[derive(Deserialize)]
+struct PullRequestChanges {
+    base: Option<BaseChange>,
+}
+
+#[derive(Deserialize)]
+struct BaseChange {
+    #[serde(rename = "ref")]
+    name: ChangedFrom,
+}
+
+#[derive(Deserialize)]
+struct ChangedFrom {
+    from: String,
+}
+
+fn pull_request(action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    let action = match action {
+        "opened" => ChangeAction::Opened,
+        "reopened" => ChangeAction::Reopened,
+        "synchronize" => ChangeAction::Synchronized,
+        "edited" => ChangeAction::Edited,
+        "labeled" => ChangeAction::Labeled,
+        "unlabeled" => ChangeAction::Unlabeled,
+        "ready_for_review" => ChangeAction::ReadyForReview,
+        "closed" => return pull_request_closed(body),
+        other => {
+            return Ok(Event::ignored(format!(
+                "pull_request action `{other}` does not affect governance"
+            )));
+        }
+    };
+    let payload: PullRequestPayload = shape("pull_request", body)?;
+    // An `edited` delivery whose changes name a new base is a retarget: the result computed
+    // for the old base must not carry over, so it gets its own action.
+    let action = match (action, payload.changes.and_then(|c| c.base)) {
+        (ChangeAction::Edited, Some(base)) => ChangeAction::Retargeted {
+            from: base.name.from,
+        },
+        (action, _) => action,
+    };
+    let pr = payload.pull_request;
+    Ok(Event::ChangeUpdated(ChangeUpdate {
+        change: ChangeRef {
+            repo: repo(payload.repository, payload.installation),
+            number: ChangeNumber(pr.number),
+        },
+        action,
+        head_ref: pr.head.name,
+        head_sha: CommitSha::new(pr.head.sha),
+        base_ref: pr.base.name,
+        base_sha: Some(CommitSha::new(pr.base.sha)),
+        author: Author::User(pr.user.into()),
+        title: pr.title,
+        body: pr.body.unwrap_or_default(),
+        labels: pr.labels.into_iter().map(|l| l.name).collect(),
+        draft: pr.draft,
+    }))
+}
+
+fn pull_request_closed(body: &[u8]) -> Result<Event, ParseError> {
+    let payload: PullRequestPayload = shape("pull_request", body)?;
+    Ok(Event::ChangeClosed(ChangeClosed {
+        change: ChangeRef {
+            repo: repo(payload.repository, payload.installation),
+            number: ChangeNumber(payload.pull_request.number),
+        },
+        merged: payload.pull_request.merged,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Review {
+    user: Account,
+    state: String,
+    commit_id: Option<String>,
+    submitted_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReviewedPullRequest {
+    number: u64,
+}
+
+#[derive(Deserialize)]
+struct ReviewPayload {
+    review: Review,
+    pull_request: ReviewedPullRequest,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+fn review(action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    let action = match action {
+        "submitted" => ReviewAction::Submitted,
+        "edited" => ReviewAction::Edited,
+        "dismissed" => ReviewAction::Dismissed,
+        other => {
+            return Ok(Event::ignored(format!(
+                "pull_request_review action `{other}` does not affect governance"
+            )));
+        }
+    };
+    let payload: ReviewPayload = shape("pull_request_review", body)?;
+    // Webhooks spell states in lower case, the REST API in upper case; accept both.
+    let state = match payload.review.state.to_ascii_lowercase().as_str() {
+        "approved" => ReviewState::Approved,
+        "changes_requested" => ReviewState::ChangesRequested,
+        "commented" => ReviewState::Commented,
+        "dismissed" => ReviewState::Dismissed,
+        other => {
+            return Ok(Event::ignored(format!(
+                "review state `{other}` does not affect governance"
+            )));
+        }
+    };
+    Ok(Event::Review(ReviewEvent {
+        change: ChangeRef {
+            repo: repo(payload.repository, payload.installation),
+            number: ChangeNumber(payload.pull_request.number),
+        },
+        action,
+        reviewer: payload.review.user.into(),
+        state,
+        commit: payload.review.commit_id.map(CommitSha::new),
+        submitted_at: payload.review.submitted_at,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    /// Present only when the issue is a pull request.
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    user: Account,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssueCommentPayload {
+    issue: Issue,
+    comment: Comment,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+fn issue_comment(action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    if action != "created" {
+        // An edited comment may have been edited by someone other than its author: it never
+        // carries a command.
+        return Ok(Event::ignored(format!(
+            "issue_comment action `{action}`: only newly created comments carry commands"
+        )));
+    }
+    let payload: IssueCommentPayload = shape("issue_comment", body)?;
+    if payload.issue.pull_request.is_none() {
+        return Ok(Event::ignored("comment on an issue, not on a pull request"));
+    }
+    Ok(Event::CommentCreated(CommentEvent {
+        change: ChangeRef {
+            repo: repo(payload.repository, payload.installation),
+            number: ChangeNumber(payload.issue.number),
+        },
+        comment_id: payload.comment.id,
+        author: payload.comment.user.into(),
+        body: payload.comment.body.unwrap_or_default(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct CheckPullRequest {
+    number: u64,
+}
+
+#[derive(Deserialize)]
+struct CheckRunOrSuite {
+    head_sha: String,
+    name: Option<String>,
+    #[serde(default)]
+    pull_requests: Vec<CheckPullRequest>,
+}
+
+#[derive(Deserialize)]
+struct CheckPayload {
+    #[serde(alias = "check_suite")]
+    check_run: CheckRunOrSuite,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+fn check_rerequest(event_name: &str, action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    if action != "rerequested" {
+        return Ok(Event::ignored(format!(
+            "{event_name} action `{action}`: only re-requests are acted on"
+        )));
+    }
+    let payload: CheckPayload = shape(event_name, body)?;
+    let check = payload.check_run;
+    Ok(Event::CheckRerequested(CheckRerequest {
+        repo: repo(payload.repository, payload.installation),
+        head_sha: CommitSha::new(check.head_sha),
+        // A suite re-request covers every check in it; only a run names one.
+        check_name: if event_name == "check_run" {
+            check.name
+        } else {
+            None
+        },
+        changes: check
+            .pull_requests
+            .into_iter()
+            .map(|pr| ChangeNumber(pr.number))
+            .collect(),
+    }))
+}

@@ -1,0 +1,14 @@
+//! tollgate: governance gates and approval flows for machine-learning changes on GitHub and
+//! GitLab.
+//!
+//! Data flows one way: forge webhook → [`intake`] (verify, parse) → [`sink`] → evaluation and
+//! publishing. See `DESIGN.md` in the shared folder for the whole picture.
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod intake;
+pub mod metrics;
+pub mod server;
+pub mod sink;
+pub mod telemetry;

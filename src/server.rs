@@ -1,0 +1,169 @@
+//! The HTTP server: routes, middleware and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Request, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerConfig;
+use crate::intake::{self, IntakeSecrets, IntakeState};
+use crate::metrics::Metrics;
+use crate::sink::{DryRunSink, EventSink};
+
+/// How long one request may take, body included. GitHub gives up after 10 s; a client that
+/// trickles a body slower than this is cut off instead of holding a connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Header carrying the per-request id (set when absent, echoed in the answer).
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Builds the application router around an intake state.
+pub fn router(state: IntakeState, metrics: Metrics) -> Router {
+    let request_id = header::HeaderName::from_static(REQUEST_ID_HEADER);
+    let webhooks = Router::new()
+        .route("/webhooks/github", post(intake::github_webhook))
+        .route("/webhooks/gitlab", post(intake::gitlab_webhook))
+        .with_state(state);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics).with_state(metrics))
+        .merge(webhooks)
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::new())
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                )),
+        )
+}
+
+/// One span per request, carrying the delivery id and, once parsed, the change it is about.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        request_id,
+        delivery = intake::claimed_delivery_id(request.headers()),
+        event = tracing::field::Empty,
+        repo = tracing::field::Empty,
+        number = tracing::field::Empty,
+        sha = tracing::field::Empty,
+    )
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn render_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
+}
+
+/// Runs `tollgate serve` until SIGTERM or Ctrl-C, then drains in-flight requests for at most
+/// the configured drain timeout.
+pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (TOLLGATE_LISTEN)", config.listen))?;
+    let local = listener.local_addr()?;
+    let sink: Arc<dyn EventSink> = Arc::new(DryRunSink);
+    let metrics = Metrics::new();
+    let secrets = IntakeSecrets {
+        github: config.github.webhook_secrets.clone(),
+        gitlab: config.gitlab.webhook_tokens.clone(),
+    };
+    log_start(&config, local);
+    let app = router(IntakeState::new(secrets, metrics.clone(), sink), metrics);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.context("server failed"),
+        () = shutdown_signal() => {}
+    }
+    tracing::info!(
+        drain_timeout_secs = config.drain_timeout.as_secs(),
+        "shutting down: no new connections, draining in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(config.drain_timeout, server).await {
+        Ok(result) => result.context("server failed while draining")?,
+        Err(_) => tracing::warn!("drain timeout reached; exiting with requests still in flight"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_start(config: &ServerConfig, local: std::net::SocketAddr) {
+    let github = if config.github.webhook_secrets.is_empty() {
+        "disabled (no webhook secret)"
+    } else {
+        "enabled"
+    };
+    let gitlab = if config.gitlab.webhook_tokens.is_empty() {
+        "disabled (no webhook token)"
+    } else {
+        "enabled"
+    };
+    tracing::info!(
+        listen = %local,
+        github_webhooks = github,
+        gitlab_webhooks = gitlab,
+        mode = config.mode().as_str(),
+        "tollgate serve started"
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
