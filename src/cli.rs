@@ -27,19 +27,74 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Exit 0 when a local `tollgate serve` answers `/healthz` (for container health checks).
+    Healthcheck {
+        /// Configuration file, to find the listen address (as for `serve`).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Check this URL instead of the configured listen address.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Healthcheck { config, url } => healthcheck(config, url),
+    }
+}
+
+fn tollgate_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(key, _)| key.starts_with(ENV_PREFIX))
+        .collect()
+}
+
+/// How long the health check waits for an answer.
+const HEALTHCHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn healthcheck(config_path: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match ServerConfig::load_from(config_path.as_deref(), &tollgate_env()) {
+            Ok(config) => {
+                let mut addr = config.listen;
+                // A wildcard listen address is reached through loopback.
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}/healthz")
+            }
+            Err(error) => {
+                eprintln!("tollgate: {error}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let check = async {
+        let client = reqwest::Client::builder()
+            .timeout(HEALTHCHECK_TIMEOUT)
+            .build()?;
+        client.get(&url).send().await?.error_for_status()
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(check).map_err(|e| e.to_string()));
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tollgate: {url} is not healthy: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 fn serve(config_path: Option<PathBuf>) -> ExitCode {
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(key, _)| key.starts_with(ENV_PREFIX))
-        .collect();
+    let env = tollgate_env();
     let config = match ServerConfig::load_from(config_path.as_deref(), &env) {
         Ok(config) => config,
         Err(error) => {

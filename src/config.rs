@@ -562,3 +562,246 @@ fn read_secret_file(origin: &str, path: &Path) -> Result<Vec<String>, ConfigErro
     }
     Ok(secrets)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn file(contents: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(contents.as_bytes()).unwrap();
+        file
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn load(contents: &str, pairs: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let file = file(contents);
+        ServerConfig::load_from(Some(file.path()), &env(pairs))
+    }
+
+    fn exposed(secrets: &[SecretString]) -> Vec<&str> {
+        secrets.iter().map(|s| s.expose_secret()).collect()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.database_url, "sqlite://tollgate.db");
+        assert_eq!(config.github.api_url.as_str(), "https://api.github.com/");
+        assert_eq!(config.check_name, "tollgate");
+        assert_eq!(config.drain_timeout, Duration::from_secs(30));
+        assert_eq!(config.mode(), Mode::DryRun);
+        assert!(config.github.webhook_secrets.is_empty());
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let config = load(
+            "listen = \"0.0.0.0:9000\"\ncheck_name = \"file\"\n",
+            &[
+                ("TOLLGATE_LISTEN", "127.0.0.1:9100"),
+                ("TOLLGATE_DRAIN_TIMEOUT_SECS", "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(config.check_name, "file");
+        assert_eq!(config.drain_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_names_line_column_and_the_keys() {
+        let error = load("listen = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n", &[]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("line 2, column 1"), "{text}");
+        assert!(text.contains("listen_adress"), "{text}");
+        assert!(text.contains("hint: the keys are: listen,"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_and_what_a_good_one_looks_like() {
+        let error = load("", &[("TOLLGATE_LISTEN", "localhost")]).unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_LISTEN");
+        assert!(error.message.contains("HOST:PORT"), "{error}");
+        let f = file("drain_timeout_secs = \"soon\"\n");
+        let error = ServerConfig::load_from(Some(f.path()), &env(&[])).unwrap_err();
+        assert!(error.to_string().contains("drain_timeout_secs"), "{error}");
+        let error = load("github_api_url = \"ftp://example.com\"\n", &[]).unwrap_err();
+        assert!(error.key.contains("github_api_url"), "{error}");
+        let error = load("", &[("TOLLGATE_LOG_FORMAT", "xml")]).unwrap_err();
+        assert!(error.message.contains("`text` or `json`"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_an_error() {
+        let error =
+            ServerConfig::load_from(Some(Path::new("/nonexistent/tollgate.toml")), &env(&[]))
+                .unwrap_err();
+        assert!(error.key.contains("/nonexistent/tollgate.toml"), "{error}");
+    }
+
+    #[test]
+    fn secrets_come_from_env_verbatim_without_literal_parsing() {
+        for raw in ["true", "[abc]", "\"quoted\"", "12345", " spaced "] {
+            let config = load("", &[("TOLLGATE_GITHUB_WEBHOOK_SECRET", raw)]).unwrap();
+            assert_eq!(exposed(&config.github.webhook_secrets), [raw]);
+        }
+    }
+
+    #[test]
+    fn secret_files_hold_one_secret_per_line_for_rotation() {
+        let secrets = file("new-secret\nold-secret\n\n");
+        let config = load(
+            "",
+            &[(
+                "TOLLGATE_GITHUB_WEBHOOK_SECRET_FILE",
+                secrets.path().to_str().unwrap(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            exposed(&config.github.webhook_secrets),
+            ["new-secret", "old-secret"]
+        );
+        let config = load("gitlab_webhook_token = [\"one\", \"two\"]\n", &[]).unwrap();
+        assert_eq!(exposed(&config.gitlab.webhook_tokens), ["one", "two"]);
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_refused() {
+        let secrets = file("from-file\n");
+        let error = load(
+            "",
+            &[
+                ("TOLLGATE_GITHUB_TOKEN", "from-env"),
+                (
+                    "TOLLGATE_GITHUB_TOKEN_FILE",
+                    secrets.path().to_str().unwrap(),
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert!(error.message.contains("github_token_file"), "{error}");
+        assert!(!error.to_string().contains("from-env"));
+        assert!(!error.to_string().contains("from-file"));
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_secret_file_is_an_error() {
+        let error = load(
+            "",
+            &[("TOLLGATE_GITLAB_WEBHOOK_TOKEN_FILE", "/nonexistent/token")],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_GITLAB_WEBHOOK_TOKEN_FILE");
+        let empty = file("\n\n");
+        let error = load(
+            "",
+            &[(
+                "TOLLGATE_GITLAB_WEBHOOK_TOKEN_FILE",
+                empty.path().to_str().unwrap(),
+            )],
+        )
+        .unwrap_err();
+        assert!(error.message.contains("holds no secret"), "{error}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let key = file("-----BEGIN PRIVATE KEY-----\n");
+        let config = load(
+            "gitlab_url = \"https://gitlab.example.com\"\n",
+            &[
+                ("TOLLGATE_GITHUB_WEBHOOK_SECRET", "hook-secret-value"),
+                ("TOLLGATE_GITHUB_TOKEN", "ghp_token_value"),
+                ("TOLLGATE_GITLAB_TOKEN", "glpat_token_value"),
+                ("TOLLGATE_GITLAB_WEBHOOK_TOKEN", "gitlab-hook-value"),
+            ],
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        for secret in [
+            "hook-secret-value",
+            "ghp_token_value",
+            "glpat_token_value",
+            "gitlab-hook-value",
+        ] {
+            assert!(!debug.contains(secret), "{secret} leaked in {debug}");
+        }
+        assert_eq!(config.mode(), Mode::Live);
+        drop(key);
+    }
+
+    #[test]
+    fn github_modes_are_exclusive_and_complete() {
+        let key = file("-----BEGIN PRIVATE KEY-----\n");
+        let key_path = key.path().to_str().unwrap();
+        let app = load(
+            "",
+            &[
+                ("TOLLGATE_GITHUB_APP_ID", "123"),
+                ("TOLLGATE_GITHUB_PRIVATE_KEY_FILE", key_path),
+            ],
+        )
+        .unwrap();
+        assert!(matches!(
+            app.github.credentials,
+            GithubCredentials::App { app_id: 123, .. }
+        ));
+
+        let error = load("", &[("TOLLGATE_GITHUB_APP_ID", "123")]).unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_GITHUB_APP_ID");
+        assert!(
+            error.message.contains("TOLLGATE_GITHUB_PRIVATE_KEY_FILE"),
+            "{error}"
+        );
+
+        let error = load(
+            "",
+            &[
+                ("TOLLGATE_GITHUB_APP_ID", "123"),
+                ("TOLLGATE_GITHUB_TOKEN", "t"),
+            ],
+        )
+        .unwrap_err();
+        assert!(error.message.contains("use one mode"), "{error}");
+
+        let error = load(
+            "",
+            &[
+                ("TOLLGATE_GITHUB_APP_ID", "123"),
+                ("TOLLGATE_GITHUB_PRIVATE_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_GITHUB_PRIVATE_KEY_FILE");
+    }
+
+    #[test]
+    fn a_gitlab_token_needs_the_instance_url() {
+        let error = load("", &[("TOLLGATE_GITLAB_TOKEN", "glpat")]).unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_GITLAB_TOKEN");
+        assert!(error.message.contains("TOLLGATE_GITLAB_URL"), "{error}");
+    }
+
+    #[test]
+    fn unknown_tollgate_variables_are_reported_by_name() {
+        let vars = env(&[
+            ("TOLLGATE_LISTEN", "x"),
+            ("TOLLGATE_LISTN", "x"),
+            ("TOLLGATE_GITHUB_WEBHOOK_SECRET_FILE", "x"),
+        ]);
+        assert_eq!(ServerConfig::unknown_env_vars(&vars), ["TOLLGATE_LISTN"]);
+    }
+}

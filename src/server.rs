@@ -143,6 +143,14 @@ fn log_start(config: &ServerConfig, local: std::net::SocketAddr) {
         mode = config.mode().as_str(),
         "tollgate serve started"
     );
+    if config.mode() == crate::config::Mode::Live {
+        // Publishing to the forge is not part of this build yet; say so rather than let an
+        // operator believe checks are being posted.
+        tracing::warn!(
+            "forge credentials are set, but this version only logs decisions (dry-run); \
+             no check or comment is published"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -132,7 +132,7 @@ fn signed_post(body: &[u8], event: &str, delivery: &str) -> Vec<u8> {
     raw
 }
 
-const PR_OPENED: &str = r#"{"action":"opened","number":12,"pull_request":{"number":12,"user":{"login":"alice","id":1},"head":{"ref":"retrain","sha":"1111111111111111111111111111111111111111"},"base":{"ref":"main","sha":"2222222222222222222222222222222222222222"},"labels":[],"title":"Retrain fraud model","body":"Rollback plan: revert"},"repository":{"id":42,"full_name":"acme/fraud-model"}}"#;
+const PR_OPENED: &str = include_str!("../fixtures/github/pull_request.opened.json");
 
 #[test]
 fn serve_without_credentials_answers_health_and_logs_dry_run_lines() {
@@ -162,8 +162,26 @@ fn serve_without_credentials_answers_health_and_logs_dry_run_lines() {
     // The request span carries the delivery id too.
     assert!(line.to_string().contains("delivery-abc"));
 
+    // The container health check command agrees.
+    let healthcheck = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args([
+            "healthcheck",
+            "--url",
+            &format!("http://{}/healthz", server.addr),
+        ])
+        .status()
+        .unwrap();
+    assert!(healthcheck.success());
+
+    let addr = server.addr;
     let status = server.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    let healthcheck = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["healthcheck", "--url", &format!("http://{addr}/healthz")])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!healthcheck.success(), "a stopped server is not healthy");
 }
 
 #[test]
