@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod intake;
 pub mod metrics;
+pub mod policy;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

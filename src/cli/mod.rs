@@ -1,5 +1,7 @@
 //! The `tollgate` command line.
 
+mod policy;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,25 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Validate a .governance.toml: exit 0 if valid (with a summary), 1 if not (with
+    /// path:line:col errors and hints).
+    CheckConfig {
+        /// The policy file.
+        #[arg(default_value = ".governance.toml")]
+        path: PathBuf,
+    },
+    /// Evaluate a change offline and print the decision.
+    Explain {
+        /// The policy file (.governance.toml).
+        #[arg(long, value_name = "PATH")]
+        policy: PathBuf,
+        /// The change's facts as JSON (format in README.md).
+        #[arg(long, value_name = "FACTS.json")]
+        facts: PathBuf,
+        /// Print the decision as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when a local `tollgate serve` answers `/healthz` (for container health checks).
     Healthcheck {
         /// Configuration file, to find the listen address (as for `serve`).
@@ -43,6 +64,12 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Healthcheck { config, url } => healthcheck(config, url),
+        Command::CheckConfig { path } => policy::check_config(&path),
+        Command::Explain {
+            policy,
+            facts,
+            json,
+        } => policy::explain(&policy, &facts, json),
     }
 }
 
