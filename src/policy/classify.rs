@@ -133,7 +133,7 @@ fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, facts: &ChangeFacts) -> Vec
                 path: file.path.clone(),
                 key: rule.keys.join(", "),
                 kind: rule.kind,
-                detail: format!("{problem}; assumed to be a {}", rule.kind),
+                detail: format!("{problem}; assumed to be a change of kind {}", rule.kind),
             }];
         }
     };

@@ -10,6 +10,11 @@ use super::model::{Policy, RiskTier, ShiftThreshold};
 /// no threshold of its own: over 5 % is high, over 1 % medium, within ±1 % low.
 const DEFAULT_SHIFTS: [(RiskTier, f64); 2] = [(RiskTier::High, 5.0), (RiskTier::Medium, 1.0)];
 
+/// Slack when comparing a shift with a threshold, in percentage points: metrics are written
+/// in decimal (0.891 vs 0.9 is exactly −1 %) but computed in binary floating point, where
+/// that shift comes out as 1.0000000000000009 %. A shift must exceed the threshold by more.
+const SHIFT_EPSILON_PCT: f64 = 1e-9;
+
 /// Collects every tier signal, highest tier first.
 pub fn assess(
     policy: &Policy,
@@ -165,7 +170,7 @@ fn metric_shifts(policy: &Policy, classified: &Classification) -> Vec<TierReason
         let exceeded = thresholds.iter().find_map(|(tier, threshold)| {
             threshold
                 .for_metric(name)
-                .filter(|limit| shift > *limit)
+                .filter(|limit| shift - *limit > SHIFT_EPSILON_PCT)
                 .map(|limit| (*tier, limit))
         });
         if let Some((tier, threshold_pct)) = exceeded {
