@@ -373,10 +373,14 @@ impl Validator<'_> {
         let kind = ChangeKind::parse(name.get_ref());
         if kind.is_none() {
             let known: Vec<&str> = ChangeKind::ALL.iter().map(|k| k.as_str()).collect();
+            let hint = match closest(name.get_ref(), known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`? known kinds: {}", known.join(", ")),
+                None => format!("known kinds: {}", known.join(", ")),
+            };
             self.error(
                 name.span(),
                 format!("unknown change kind `{}`", name.get_ref()),
-                Some(format!("known kinds: {}", known.join(", "))),
+                Some(hint),
             );
         }
         kind
@@ -422,6 +426,8 @@ impl Validator<'_> {
                     format!("role `{name}` is not defined in [roles]"),
                     Some(if known.is_empty() {
                         format!("add `[roles]` with `{name} = [\"@org/team\"]`")
+                    } else if let Some(near) = closest(name, known.iter().copied()) {
+                        format!("did you mean `{near}`? defined roles: {}", known.join(", "))
                     } else {
                         format!(
                             "defined roles: {}; or add `{name} = [...]` to [roles]",
@@ -796,6 +802,15 @@ impl Validator<'_> {
             review_within_hours: hours(&e.review_within_hours, 48),
         })
     }
+}
+
+/// The candidate nearest to a misspelt name, if one is close enough to be a likely typo.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
 }
 
 /// `@org/team` or `@group/sub/team` → team; a plain login → user.
