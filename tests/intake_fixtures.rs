@@ -349,15 +349,23 @@ fn check(
     }
 }
 
-#[tokio::test]
-async fn every_github_fixture_yields_its_expected_event_or_a_deliberate_ignore() {
+/// Sends every payload of one forge's fixture folder through the real handler, checks each
+/// against its expectation, and asserts that each of `required` kinds was seen at least once
+/// (so the test cannot pass vacuously).
+async fn run_fixture_set(
+    forge_folder: &str,
+    minimum_files: usize,
+    expectation: fn(&str, &Value) -> Expect,
+    request: fn(&str, &str, Vec<u8>) -> axum::http::Request<axum::body::Body>,
+    required: &[&str],
+) {
     let Some(root) = external_fixtures() else {
         return;
     };
-    let files = payload_files(&root.join("github"));
+    let files = payload_files(&root.join(forge_folder));
     assert!(
-        files.len() >= 50,
-        "expected the full GitHub fixture set, found {}",
+        files.len() >= minimum_files,
+        "expected the full {forge_folder} fixture set, found {}",
         files.len()
     );
     let app = TestApp::new();
@@ -365,59 +373,50 @@ async fn every_github_fixture_yields_its_expected_event_or_a_deliberate_ignore()
     for (index, (folder, file)) in files.iter().enumerate() {
         let bytes = std::fs::read(file).unwrap();
         let json: Value = serde_json::from_slice(&bytes).unwrap();
-        let expect = github_expectation(folder, &json);
-        let delivery_id = format!("gh-{index}");
-        let request = common::github_request(folder, &delivery_id, bytes, GITHUB_SECRET);
-        let (status, body) = app.send(request).await;
+        let expect = expectation(folder, &json);
+        let delivery_id = format!("{forge_folder}-{index}");
+        let (status, body) = app.send(request(folder, &delivery_id, bytes)).await;
         let kind = check(file, expect, status, &body, app.sink.take(), &delivery_id);
         *seen.entry(kind).or_default() += 1;
     }
-    // Guard against a vacuous pass: each kind of event appears in the real payloads. (GitHub's
-    // examples only comment on issues; the test below covers comments on pull requests.)
-    for kind in [
-        "ping",
-        "ignored",
-        "change_updated",
-        "change_closed",
-        "review",
-        "check_rerequested",
-    ] {
+    for kind in required {
         assert!(
             seen.get(kind).copied().unwrap_or(0) > 0,
-            "no `{kind}` among the fixtures: {seen:?}"
+            "no `{kind}` among the {forge_folder} fixtures: {seen:?}"
         );
     }
 }
 
 #[tokio::test]
+async fn every_github_fixture_yields_its_expected_event_or_a_deliberate_ignore() {
+    // GitHub's examples only comment on issues; the test below covers pull request comments.
+    run_fixture_set(
+        "github",
+        50,
+        github_expectation,
+        |folder, id, body| common::github_request(folder, id, body, GITHUB_SECRET),
+        &[
+            "ping",
+            "ignored",
+            "change_updated",
+            "change_closed",
+            "review",
+            "check_rerequested",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn every_gitlab_fixture_yields_its_expected_event_or_a_deliberate_ignore() {
-    let Some(root) = external_fixtures() else {
-        return;
-    };
-    let files = payload_files(&root.join("gitlab"));
-    assert!(
-        files.len() >= 20,
-        "expected the full GitLab fixture set, found {}",
-        files.len()
-    );
-    let app = TestApp::new();
-    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for (index, (folder, file)) in files.iter().enumerate() {
-        let bytes = std::fs::read(file).unwrap();
-        let json: Value = serde_json::from_slice(&bytes).unwrap();
-        let expect = gitlab_expectation(folder, &json);
-        let uuid = format!("gl-{index}");
-        let request = gitlab_request(gitlab_event_header(folder), &uuid, bytes, GITLAB_TOKEN);
-        let (status, body) = app.send(request).await;
-        let kind = check(file, expect, status, &body, app.sink.take(), &uuid);
-        *seen.entry(kind).or_default() += 1;
-    }
-    for kind in ["ignored", "change_updated", "review", "comment_created"] {
-        assert!(
-            seen.get(kind).copied().unwrap_or(0) > 0,
-            "no `{kind}` among the fixtures: {seen:?}"
-        );
-    }
+    run_fixture_set(
+        "gitlab",
+        20,
+        gitlab_expectation,
+        |folder, id, body| gitlab_request(gitlab_event_header(folder), id, body, GITLAB_TOKEN),
+        &["ignored", "change_updated", "review", "comment_created"],
+    )
+    .await;
 }
 
 #[tokio::test]
