@@ -990,3 +990,39 @@ fn other_commands_are_recorded() {
             .contains("unknown command `frobnicate`")
     );
 }
+
+#[test]
+fn without_a_branch_list_every_base_branch_is_governed() {
+    let text = POLICY.replace("governed_branches = [\"main\", \"release/*\"]\n", "");
+    let p = parse_policy(&text).unwrap();
+    for base in ["main", "experiments", "release/2026/11", "team/x/y"] {
+        let mut f = high_risk();
+        f.base_ref = base.to_owned();
+        assert_eq!(evaluate(&p, &f).tier, Some(RiskTier::High), "{base}");
+    }
+}
+
+#[test]
+fn a_veto_counts_only_from_someone_with_write_access() {
+    let mut f = high_risk();
+    for (who, minute) in [("dana", 1), ("rick", 2), ("omar", 3), ("lee", 4)] {
+        approve(&mut f, who, minute);
+    }
+    review(&mut f, "rita", ReviewVerdict::ChangesRequested, 5);
+    f.write_access.remove("rita");
+    let decision = evaluate(&policy(), &f);
+    assert!(decision.vetoes.is_empty());
+    assert_eq!(decision.outcome, Outcome::Passed);
+}
+
+#[test]
+fn a_contributor_cannot_bypass_the_change_they_built() {
+    let mut f = high_risk();
+    f.commit_authors.insert("olga".to_owned());
+    f.comments
+        .push(comment("olga", "/tollgate bypass INC-1 outage", 500, HEAD));
+    let decision = evaluate(&policy(), &f);
+    assert!(!decision.commands[0].honoured);
+    assert!(decision.commands[0].note.contains("authored or committed"));
+    assert!(!decision.outcome.allows_merge());
+}

@@ -119,6 +119,15 @@ fn check_bypass(
             "the author cannot bypass their own change; another holder of {who_may} must"
         ));
     }
+    if facts
+        .commit_authors
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(&comment.author))
+    {
+        return Err(format!(
+            "you authored or committed part of this change; another holder of {who_may} must bypass it"
+        ));
+    }
     let Some(ticket) = args.first() else {
         return Err(format!("usage: {COMMAND_PREFIX} bypass <TICKET> <reason>"));
     };

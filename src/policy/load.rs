@@ -277,8 +277,9 @@ impl Validator<'_> {
         }
         let governed_branches = match &raw.governed_branches {
             Some(globs) => self.path_set(globs),
-            // Fail closed: without a list, every base branch is governed.
-            None => self.path_set(&[Spanned::new(0..0, "*".to_owned())]),
+            // Fail closed: without a list, every base branch is governed (`**`, because `*`
+            // stops at `/` and would leave `release/1.0` ungoverned).
+            None => self.path_set(&[Spanned::new(0..0, "**".to_owned())]),
         };
         let roles = self.roles(&raw.roles);
         let classify = raw

@@ -132,7 +132,12 @@ pub fn evaluate(
             .filter(|r| required.contains(r))
             .collect();
         match review.state {
-            ReviewVerdict::ChangesRequested if !held.is_empty() && !same(login, &facts.author) => {
+            // Like approvals, vetoes count only from people who can write to the repository.
+            ReviewVerdict::ChangesRequested
+                if !held.is_empty()
+                    && !same(login, &facts.author)
+                    && contains(&facts.write_access, login) =>
+            {
                 result.vetoes.push(Veto {
                     login: login.to_owned(),
                     roles: held.iter().map(|r| r.0.clone()).collect(),
@@ -240,7 +245,7 @@ pub fn evaluate(
                 !same(login, &facts.author)
                     && !contains(&facts.commit_authors, login)
                     && !filling.contains_key(login)
-                    && (facts.write_access.is_empty() || contains(&facts.write_access, login))
+                    && contains(&facts.write_access, login)
             })
             .collect();
         result.missing.push(MissingRole {
