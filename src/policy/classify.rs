@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::decision::MetricChange;
 use super::facts::{ChangeFacts, ChangedFile, FileStatus};
-use super::model::{ChangeKind, KeyRule, KeyTrigger, POLICY_PATH, Policy};
+use super::model::{ChangeKind, KeyRule, KeyTrigger, PathMatch, Policy, RiskTier};
 use super::structured;
 
 /// A key-level rule that fired.
@@ -21,12 +21,23 @@ pub struct KeyHit {
     pub detail: String,
 }
 
+/// One governed changed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifiedFile {
+    /// Its path.
+    pub path: String,
+    /// Its kinds (several, or none when it is governed only as a metric file, a file read by
+    /// a key rule, or a sensitive path).
+    pub kinds: Vec<ChangeKind>,
+    /// Tiers whose risk rule calls it sensitive.
+    pub sensitive_in: Vec<RiskTier>,
+}
+
 /// The classification of one change.
 #[derive(Debug, Clone, Default)]
 pub struct Classification {
-    /// Governed changed files and their kinds (a file may have several, or none when it is
-    /// governed only as a metric file or sensitive path).
-    pub files: Vec<(String, Vec<ChangeKind>)>,
+    /// Governed changed files.
+    pub files: Vec<ClassifiedFile>,
     /// Key-level findings.
     pub key_hits: Vec<KeyHit>,
     /// Metrics compared.
@@ -38,61 +49,46 @@ pub struct Classification {
 /// Kinds of one path under the policy's `[[classify]]` rules (`.governance.toml` is always a
 /// governance change).
 pub fn kinds_of(policy: &Policy, path: &str) -> Vec<ChangeKind> {
-    let mut kinds: BTreeSet<ChangeKind> = policy
-        .classify
-        .iter()
-        .filter(|rule| rule.paths.matches(path))
-        .map(|rule| rule.kind)
-        .collect();
-    if path == POLICY_PATH {
-        kinds.insert(ChangeKind::GovernanceConfig);
-    }
-    kinds.into_iter().collect()
+    policy.index.lookup(path).kinds
 }
 
-/// Whether a change to `path` is governed: it has a kind other than docs, or the policy reads
-/// it (metrics, key rules) or calls it sensitive. Docs alone never govern a change nor make
-/// an approval stale.
+/// Whether a change to `path` is governed (see [`super::model::PathMatch::governed`]).
 pub fn is_governed(policy: &Policy, path: &str) -> bool {
-    kinds_of(policy, path)
-        .iter()
-        .any(|k| *k != ChangeKind::Docs)
-        || policy
-            .metrics
-            .files
-            .as_ref()
-            .is_some_and(|f| f.matches(path))
-        || policy.key_rules.iter().any(|r| r.paths.matches(path))
-        || policy
-            .risk
-            .values()
-            .any(|r| r.paths.as_ref().is_some_and(|p| p.matches(path)))
-}
-
-/// Both paths of a file (a rename out of a governed folder is still a governed change).
-fn paths_of(file: &ChangedFile) -> impl Iterator<Item = &str> {
-    std::iter::once(file.path.as_str()).chain(file.previous_path.as_deref())
+    policy.index.lookup(path).governed()
 }
 
 /// Classifies every changed file, runs the key rules and compares metrics.
 pub fn classify(policy: &Policy, facts: &ChangeFacts) -> Classification {
     let mut result = Classification::default();
     for file in &facts.files {
-        let governed = paths_of(file).any(|p| is_governed(policy, p));
-        if !governed {
+        let head = policy.index.lookup(&file.path);
+        // A rename out of a governed folder is still a governed change.
+        let base = file
+            .previous_path
+            .as_deref()
+            .map(|p| policy.index.lookup(p));
+        if !head.governed() && !base.as_ref().is_some_and(PathMatch::governed) {
             continue;
         }
-        let kinds: BTreeSet<ChangeKind> =
-            paths_of(file).flat_map(|p| kinds_of(policy, p)).collect();
-        result.edits_policy |= paths_of(file).any(|p| p == POLICY_PATH);
-        result
-            .files
-            .push((file.path.clone(), kinds.into_iter().collect()));
-        for rule in &policy.key_rules {
-            if rule.paths.matches(&file.path) {
-                result.key_hits.extend(key_rule_hits(rule, file, facts));
-            }
+        let mut kinds: BTreeSet<ChangeKind> = head.kinds.iter().copied().collect();
+        let mut sensitive_in: BTreeSet<RiskTier> = head.sensitive_in.iter().copied().collect();
+        if let Some(base) = &base {
+            kinds.extend(base.kinds.iter().copied());
+            sensitive_in.extend(base.sensitive_in.iter().copied());
         }
+        result.edits_policy |= kinds.contains(&ChangeKind::GovernanceConfig);
+        for rule in head
+            .key_rules
+            .iter()
+            .filter_map(|i| policy.key_rules.get(*i))
+        {
+            result.key_hits.extend(key_rule_hits(rule, file, facts));
+        }
+        result.files.push(ClassifiedFile {
+            path: file.path.clone(),
+            kinds: kinds.into_iter().collect(),
+            sensitive_in: sensitive_in.into_iter().collect(),
+        });
     }
     result.metrics = compare_metrics(policy, facts);
     result

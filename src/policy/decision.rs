@@ -38,7 +38,8 @@ pub enum Signal {
         base: f64,
         /// Value at the head.
         head: f64,
-        /// Relative shift in % (infinite when the base is 0 and the head is not).
+        /// Relative shift in % (infinite when the base is 0 and the head is not; JSON `"inf"`).
+        #[serde(with = "percent")]
         shift_pct: f64,
         /// The threshold exceeded.
         threshold_pct: f64,
@@ -79,7 +80,8 @@ pub struct MetricChange {
     pub base: Option<f64>,
     /// At the head.
     pub head: Option<f64>,
-    /// Relative shift in %, when both are known.
+    /// Relative shift in %, when both are known (JSON `"inf"` when infinite).
+    #[serde(with = "optional_percent")]
     pub shift_pct: Option<f64>,
 }
 
@@ -313,4 +315,82 @@ pub struct Decision {
     pub notes: Vec<String>,
     /// The overall result.
     pub outcome: Outcome,
+}
+
+/// Percentages that may be infinite (a metric moving away from 0): JSON has no infinity, so
+/// they are written as `"inf"` and read back from it, instead of turning into `null`.
+mod percent {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    pub(super) enum Repr {
+        Number(f64),
+        Text(String),
+    }
+
+    pub(super) fn from_repr<E: serde::de::Error>(repr: Repr) -> Result<f64, E> {
+        match repr {
+            Repr::Number(n) => Ok(n),
+            Repr::Text(t) if t == "inf" => Ok(f64::INFINITY),
+            Repr::Text(t) if t == "-inf" => Ok(f64::NEG_INFINITY),
+            Repr::Text(t) => Err(E::custom(format!("`{t}` is not a percentage"))),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        match *value {
+            v if v.is_finite() => serializer.serialize_f64(v),
+            v if v > 0.0 => serializer.serialize_str("inf"),
+            _ => serializer.serialize_str("-inf"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        from_repr(Repr::deserialize(deserializer)?)
+    }
+}
+
+/// [`percent`] for optional values.
+mod optional_percent {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => super::percent::serialize(v, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<f64>, D::Error> {
+        Option::<super::percent::Repr>::deserialize(deserializer)?
+            .map(super::percent::from_repr)
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_infinite_shift_survives_a_json_round_trip() {
+        let change = MetricChange {
+            metric: "auc".to_owned(),
+            base: Some(0.0),
+            head: Some(0.5),
+            shift_pct: Some(f64::INFINITY),
+        };
+        let json = serde_json::to_string(&change).unwrap();
+        assert!(json.contains(r#""shift_pct":"inf""#), "{json}");
+        assert_eq!(serde_json::from_str::<MetricChange>(&json).unwrap(), change);
+        let none = MetricChange {
+            shift_pct: None,
+            ..change
+        };
+        let json = serde_json::to_string(&none).unwrap();
+        assert_eq!(serde_json::from_str::<MetricChange>(&json).unwrap(), none);
+    }
 }

@@ -76,7 +76,11 @@ pub fn evaluate(policy: &Policy, facts: &ChangeFacts) -> Decision {
     Decision {
         tier: Some(tier),
         gates: gates(&classified, &reasons, bypass.is_some()),
-        classified: classified.files.clone(),
+        classified: classified
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.kinds.clone()))
+            .collect(),
         metrics: classified.metrics.clone(),
         notes: notes(
             &classified,
@@ -123,7 +127,7 @@ fn gates(
     let mut gates: BTreeSet<Gate> = classified
         .files
         .iter()
-        .flat_map(|(_, kinds)| kinds.iter().filter_map(|k| k.gate()))
+        .flat_map(|f| f.kinds.iter().filter_map(|k| k.gate()))
         .chain(classified.key_hits.iter().filter_map(|h| h.kind.gate()))
         .collect();
     if reasons

@@ -1,6 +1,8 @@
 //! Reading `.governance.toml`: strict TOML (unknown keys rejected) into raw structs that keep
 //! the source position of every value, then validation into a [`Policy`]. Every problem is
-//! reported with its line and column and a hint, all at once rather than one per attempt.
+//! reported with its line and column and a hint. A file that is not valid TOML, or has an
+//! unknown key, stops at that first error (the shape must be right before it can be
+//! checked); every other problem is reported at once rather than one per attempt.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,8 +14,8 @@ use toml::Spanned;
 
 use super::model::{
     ChangeKind, ClassifyRule, EmergencyPolicy, EvidenceRule, FileRequirement, KeyRule, KeyTrigger,
-    Member, MetricsPolicy, PathSet, Policy, RiskRule, RiskTier, RoleName, ShiftThreshold,
-    SignOffRequirement, TierPolicy, Tiers,
+    Member, MetricsPolicy, PathIndex, PathSet, Policy, RiskRule, RiskTier, RoleName,
+    ShiftThreshold, SignOffRequirement, TierPolicy, Tiers,
 };
 
 /// The only policy format version so far.
@@ -140,13 +142,6 @@ struct RawMetrics {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum RawShift {
-    Any(f64),
-    PerMetric(BTreeMap<String, f64>),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRiskRule {
     #[serde(default)]
@@ -155,21 +150,17 @@ struct RawRiskRule {
     labels: Vec<Spanned<String>>,
     #[serde(default)]
     paths: Vec<Spanned<String>>,
-    metric_shift_pct: Option<Spanned<RawShift>>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSignOff {
-    Role(String),
-    Counted { role: String, count: u32 },
+    /// A percentage, or a table of percentages per metric (`"*"` = any); read by hand so
+    /// that a mistake is reported at the value, in words about the policy.
+    metric_shift_pct: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTier {
+    /// Role names or `{ role, count }` tables; read by hand (see `metric_shift_pct`).
     #[serde(default)]
-    sign_offs: Vec<Spanned<RawSignOff>>,
+    sign_offs: Vec<Spanned<toml::Value>>,
     #[serde(default)]
     evidence: Vec<Spanned<String>>,
     #[serde(default)]
@@ -282,12 +273,12 @@ impl Validator<'_> {
             None => self.path_set(&[Spanned::new(0..0, "**".to_owned())]),
         };
         let roles = self.roles(&raw.roles);
-        let classify = raw
+        let classify: Vec<ClassifyRule> = raw
             .classify
             .iter()
             .filter_map(|c| self.classify(c))
             .collect();
-        let key_rules = raw
+        let key_rules: Vec<KeyRule> = raw
             .key_rules
             .iter()
             .filter_map(|r| self.key_rule(r))
@@ -306,7 +297,9 @@ impl Validator<'_> {
             .emergency
             .as_ref()
             .and_then(|e| self.emergency(e, &raw.roles));
+        let index = PathIndex::build(&classify, &metrics, &key_rules, &risk).ok()?;
         Some(Policy {
+            index,
             governed_branches: governed_branches?,
             roles,
             classify,
@@ -336,6 +329,14 @@ impl Validator<'_> {
         }
     }
 
+    /// A glob already validated by [`Self::glob`], compiled again without reporting.
+    fn glob_quiet(&self, glob: &Spanned<String>) -> Option<globset::Glob> {
+        GlobBuilder::new(glob.get_ref())
+            .literal_separator(true)
+            .build()
+            .ok()
+    }
+
     fn path_set(&mut self, globs: &[Spanned<String>]) -> Option<PathSet> {
         let mut builder = GlobSetBuilder::new();
         let mut ok = true;
@@ -350,6 +351,7 @@ impl Validator<'_> {
         let set = builder.build().ok()?;
         ok.then(|| PathSet {
             globs: globs.iter().map(|g| g.get_ref().clone()).collect(),
+            compiled: globs.iter().filter_map(|g| self.glob_quiet(g)).collect(),
             set,
         })
     }
@@ -499,7 +501,7 @@ impl Validator<'_> {
         raw_rules.sort_by_key(|(tier, _)| std::cmp::Reverse(*tier));
         let mut seen_kinds: BTreeMap<ChangeKind, RiskTier> = BTreeMap::new();
         let mut seen_labels: BTreeMap<String, RiskTier> = BTreeMap::new();
-        let mut stricter_any_shift: Option<(f64, RiskTier)> = None;
+        let mut stricter_shift: Option<(ShiftThreshold, RiskTier)> = None;
         for (tier, raw_rule) in raw_rules {
             let mut rule = RiskRule::default();
             for name in &raw_rule.kinds {
@@ -542,7 +544,7 @@ impl Validator<'_> {
                 rule.paths = self.path_set(&raw_rule.paths);
             }
             if let Some(shift) = &raw_rule.metric_shift_pct {
-                rule.metric_shift_pct = self.shift(shift, tier, &mut stricter_any_shift);
+                rule.metric_shift_pct = self.shift(shift, tier, &mut stricter_shift);
             }
             rules.insert(tier, rule);
         }
@@ -557,47 +559,87 @@ impl Validator<'_> {
         );
     }
 
+    /// Reads a `metric_shift_pct` value: `5.0`, or `{ auc = 2.0, "*" = 5.0 }`.
+    fn shift_value(&mut self, raw: &Spanned<toml::Value>) -> Option<ShiftThreshold> {
+        let number = |v: &toml::Value| match v {
+            toml::Value::Float(f) => Some(*f),
+            toml::Value::Integer(i) => Some(*i as f64),
+            _ => None,
+        };
+        let mut threshold = ShiftThreshold::default();
+        let valid = match raw.get_ref() {
+            toml::Value::Table(table) => table.iter().all(|(metric, value)| {
+                let Some(pct) = number(value) else {
+                    return false;
+                };
+                if metric == "*" {
+                    threshold.any = Some(pct);
+                } else {
+                    threshold.per_metric.insert(metric.clone(), pct);
+                }
+                true
+            }),
+            other => number(other).map(|pct| threshold.any = Some(pct)).is_some(),
+        };
+        let all = threshold.any.iter().chain(threshold.per_metric.values());
+        if !valid || all.clone().any(|pct| !pct.is_finite() || *pct < 0.0) {
+            self.error(
+                raw.span(),
+                "a metric shift threshold must be a non-negative percentage, or a table of them per metric",
+                Some("e.g. metric_shift_pct = 5.0, or metric_shift_pct = { auc = 2.0, \"*\" = 5.0 }".to_owned()),
+            );
+            return None;
+        }
+        Some(threshold)
+    }
+
+    /// Reads a threshold and reports it unreachable where a higher tier already fires at the
+    /// same or a lower shift, for any metric or for a named one.
     fn shift(
         &mut self,
-        raw: &Spanned<RawShift>,
+        raw: &Spanned<toml::Value>,
         tier: RiskTier,
-        stricter: &mut Option<(f64, RiskTier)>,
+        stricter: &mut Option<(ShiftThreshold, RiskTier)>,
     ) -> ShiftThreshold {
-        let mut threshold = ShiftThreshold::default();
-        match raw.get_ref() {
-            RawShift::Any(pct) => threshold.any = Some(*pct),
-            RawShift::PerMetric(map) => {
-                for (metric, pct) in map {
-                    if metric == "*" {
-                        threshold.any = Some(*pct);
-                    } else {
-                        threshold.per_metric.insert(metric.clone(), *pct);
-                    }
+        let Some(threshold) = self.shift_value(raw) else {
+            return ShiftThreshold::default();
+        };
+        if let Some((higher, higher_tier)) = stricter.as_ref() {
+            let shadowed = |metric: Option<&str>, pct: f64| -> Option<f64> {
+                let limit = match metric {
+                    Some(name) => higher.for_metric(name),
+                    None => higher.any,
+                }?;
+                (pct >= limit).then_some(limit)
+            };
+            let mut unreachable: Vec<(String, f64, f64)> = Vec::new();
+            if let Some(any) = threshold.any
+                && let Some(limit) = shadowed(None, any)
+            {
+                unreachable.push((String::new(), any, limit));
+            }
+            for (metric, pct) in &threshold.per_metric {
+                if let Some(limit) = shadowed(Some(metric), *pct) {
+                    unreachable.push((format!(" of `{metric}`"), *pct, limit));
                 }
             }
+            for (what, pct, limit) in unreachable {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "unreachable rule: a shift{what} over {pct} % is already {higher_tier} risk (over {limit} %)"
+                    ),
+                    Some(format!("use a threshold below {limit} in [risk.{tier}]")),
+                );
+            }
         }
-        let all = threshold.any.iter().chain(threshold.per_metric.values());
-        if all.clone().any(|pct| !pct.is_finite() || *pct < 0.0) {
-            self.error(
-                raw.span(),
-                "a metric shift threshold must be a non-negative percentage",
-                Some("e.g. metric_shift_pct = 5.0 for a shift over 5 %".to_owned()),
-            );
+        // Keep the strictest known threshold per metric for the tiers below.
+        let mut merged = stricter.take().map(|(t, _)| t).unwrap_or_default();
+        if threshold.any.is_some() {
+            merged.any = threshold.any;
         }
-        if let (Some(any), Some((higher_pct, higher_tier))) = (threshold.any, *stricter)
-            && any >= higher_pct
-        {
-            self.error(
-                raw.span(),
-                format!(
-                    "unreachable rule: a shift over {any} % is already {higher_tier} risk (over {higher_pct} %)"
-                ),
-                Some(format!("use a threshold below {higher_pct} in [risk.{tier}]")),
-            );
-        }
-        if let Some(any) = threshold.any {
-            *stricter = Some((any, tier));
-        }
+        merged.per_metric.extend(threshold.per_metric.clone());
+        *stricter = Some((merged, tier));
         threshold
     }
 
@@ -670,10 +712,10 @@ impl Validator<'_> {
             let raw_tier = spanned.into_inner();
             let mut sign_offs: Vec<SignOffRequirement> = Vec::new();
             for sign_off in &raw_tier.sign_offs {
-                let (name, count) = match sign_off.get_ref() {
-                    RawSignOff::Role(name) => (name.as_str(), 1),
-                    RawSignOff::Counted { role, count } => (role.as_str(), *count),
+                let Some((name, count)) = self.sign_off(sign_off) else {
+                    continue;
                 };
+                let name = name.as_str();
                 if count == 0 {
                     self.error(
                         sign_off.span(),
@@ -754,6 +796,47 @@ impl Validator<'_> {
         })
     }
 
+    /// Reads one sign-off: `"role"` or `{ role = "role", count = 2 }`.
+    fn sign_off(&mut self, raw: &Spanned<toml::Value>) -> Option<(String, u32)> {
+        let parsed = match raw.get_ref() {
+            toml::Value::String(role) => Ok((role.clone(), 1)),
+            toml::Value::Table(table) => {
+                let unknown: Vec<&String> = table
+                    .keys()
+                    .filter(|k| *k != "role" && *k != "count")
+                    .collect();
+                match (table.get("role"), table.get("count")) {
+                    _ if !unknown.is_empty() => Err(format!(
+                        "unknown key `{}` in a sign-off; a sign-off has `role` and `count`",
+                        unknown[0]
+                    )),
+                    (Some(toml::Value::String(role)), None) => Ok((role.clone(), 1)),
+                    (Some(toml::Value::String(role)), Some(toml::Value::Integer(n))) => {
+                        u32::try_from(*n)
+                            .map(|n| (role.clone(), n))
+                            .map_err(|_| format!("`count = {n}` is not a number of people"))
+                    }
+                    _ => Err(
+                        "a sign-off table needs `role` (text) and may have `count` (a number)"
+                            .to_owned(),
+                    ),
+                }
+            }
+            _ => Err("a sign-off is a role name or a { role, count } table".to_owned()),
+        };
+        match parsed {
+            Ok(sign_off) => Some(sign_off),
+            Err(message) => {
+                self.error(
+                    raw.span(),
+                    message,
+                    Some("write \"approver\" or { role = \"approver\", count = 2 }".to_owned()),
+                );
+                None
+            }
+        }
+    }
+
     fn emergency(
         &mut self,
         raw: &Spanned<RawEmergency>,
@@ -772,12 +855,20 @@ impl Validator<'_> {
             .iter()
             .filter_map(|a| self.role_ref(a.get_ref(), a.span(), roles, true))
             .collect();
-        let ticket = match regex::Regex::new(&format!("^(?:{})$", e.ticket.get_ref())) {
+        // Validate the pattern as written (for an error about what the user wrote), then
+        // anchor it so that a ticket must match as a whole.
+        let ticket = match regex::Regex::new(e.ticket.get_ref())
+            .and_then(|_| regex::Regex::new(&format!("^(?:{})$", e.ticket.get_ref())))
+        {
             Ok(re) => Some(re),
             Err(error) => {
                 self.error(
                     e.ticket.span(),
-                    format!("invalid ticket pattern: {error}"),
+                    format!(
+                        "invalid ticket pattern `{}`: {}",
+                        e.ticket.get_ref(),
+                        regex_problem(&error)
+                    ),
                     Some("a regular expression such as \"INC-[0-9]+\"".to_owned()),
                 );
                 None
@@ -803,6 +894,16 @@ impl Validator<'_> {
             review_within_hours: hours(&e.review_within_hours, 48),
         })
     }
+}
+
+/// The one-line cause in a regex error (its Display repeats the pattern over several lines).
+fn regex_problem(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .unwrap_or(text.lines().last().unwrap_or("invalid"))
+        .to_owned()
 }
 
 /// The candidate nearest to a misspelt name, if one is close enough to be a likely typo.

@@ -24,21 +24,23 @@ pub fn assess(
     let mut reasons = Vec::new();
     for (tier, rule) in policy.risk.iter().rev() {
         let tier = *tier;
-        for (path, kinds) in &classified.files {
-            for kind in kinds.iter().filter(|k| rule.kinds.contains(k)) {
+        for file in &classified.files {
+            for kind in file.kinds.iter().filter(|k| rule.kinds.contains(k)) {
                 reasons.push(TierReason {
                     tier,
                     signal: Signal::Kind {
-                        path: path.clone(),
+                        path: file.path.clone(),
                         kind: *kind,
                         floor: false,
                     },
                 });
             }
-            if rule.paths.as_ref().is_some_and(|p| p.matches(path)) {
+            if file.sensitive_in.contains(&tier) {
                 reasons.push(TierReason {
                     tier,
-                    signal: Signal::SensitivePath { path: path.clone() },
+                    signal: Signal::SensitivePath {
+                        path: file.path.clone(),
+                    },
                 });
             }
         }
@@ -100,7 +102,7 @@ fn floors(classified: &Classification, found: &[TierReason]) -> Vec<TierReason> 
     let file_kinds = classified
         .files
         .iter()
-        .flat_map(|(path, kinds)| kinds.iter().map(move |k| (path.as_str(), *k, None)));
+        .flat_map(|f| f.kinds.iter().map(move |k| (f.path.as_str(), *k, None)));
     let key_kinds = classified
         .key_hits
         .iter()
