@@ -44,6 +44,9 @@ pub struct Classification {
     pub metrics: Vec<MetricChange>,
     /// Whether the change edits the policy file.
     pub edits_policy: bool,
+    /// Changed (not removed) files matching each evidence definition, by evidence index
+    /// (in id order), so evidence checks need no second pass over the files.
+    pub evidence_files: Vec<Vec<String>>,
 }
 
 /// Kinds of one path under the policy's `[[classify]]` rules (`.governance.toml` is always a
@@ -59,9 +62,17 @@ pub fn is_governed(policy: &Policy, path: &str) -> bool {
 
 /// Classifies every changed file, runs the key rules and compares metrics.
 pub fn classify(policy: &Policy, facts: &ChangeFacts) -> Classification {
-    let mut result = Classification::default();
+    let mut result = Classification {
+        evidence_files: vec![Vec::new(); policy.evidence.len()],
+        ..Classification::default()
+    };
     for file in &facts.files {
         let head = policy.index.lookup(&file.path);
+        if file.status != FileStatus::Removed {
+            for i in &head.evidence {
+                result.evidence_files[*i].push(file.path.clone());
+            }
+        }
         // A rename out of a governed folder is still a governed change.
         let base = file
             .previous_path

@@ -38,8 +38,15 @@ pub fn evaluate(policy: &Policy, facts: &ChangeFacts) -> Decision {
     let evidence: Vec<_> = requirements
         .evidence
         .iter()
-        .filter_map(|id| policy.evidence.get(id))
-        .map(|rule| evidence::check(rule, facts))
+        .filter_map(|id| {
+            let index = policy.evidence.keys().position(|k| k == id)?;
+            let rule = policy.evidence.get(id)?;
+            Some(evidence::check(
+                rule,
+                facts,
+                &classified.evidence_files[index],
+            ))
+        })
         .collect();
     let governed = |path: &str| classify::is_governed(policy, path);
     let sign_offs = signoff::evaluate(policy, requirements, facts, &governed);

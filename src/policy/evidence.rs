@@ -9,11 +9,18 @@ use super::model::{EvidenceRule, FileRequirement, PathSet};
 
 /// Checks one piece of evidence. Evidence that names both files and a PR description section
 /// is found in either.
-pub fn check(rule: &EvidenceRule, facts: &ChangeFacts) -> EvidenceCheck {
+///
+/// `changed_matches` are the changed, not removed, files matching the evidence's globs (found
+/// by classification in its single pass over the files).
+pub fn check(
+    rule: &EvidenceRule,
+    facts: &ChangeFacts,
+    changed_matches: &[String],
+) -> EvidenceCheck {
     let from_files = rule
         .paths
         .as_ref()
-        .map(|globs| in_files(rule, globs, facts));
+        .map(|globs| in_files(rule, globs, facts, changed_matches));
     let from_body = rule
         .pr_body_section
         .as_ref()
@@ -60,24 +67,20 @@ fn in_body(title: &str, body: &str) -> EvidenceStatus {
     }
 }
 
-fn in_files(rule: &EvidenceRule, globs: &PathSet, facts: &ChangeFacts) -> EvidenceStatus {
-    let changed: BTreeSet<&str> = facts
-        .files
-        .iter()
-        .filter(|f| f.status != FileStatus::Removed)
-        .map(|f| f.path.as_str())
-        .collect();
+fn in_files(
+    rule: &EvidenceRule,
+    globs: &PathSet,
+    facts: &ChangeFacts,
+    changed_matches: &[String],
+) -> EvidenceStatus {
     let removed: BTreeSet<&str> = facts
         .files
         .iter()
         .filter(|f| f.status == FileStatus::Removed)
         .map(|f| f.path.as_str())
         .collect();
-    let mut candidates: BTreeSet<&str> = changed
-        .iter()
-        .copied()
-        .filter(|p| globs.matches(p))
-        .collect();
+    let changed: BTreeSet<&str> = changed_matches.iter().map(String::as_str).collect();
+    let mut candidates: BTreeSet<&str> = changed.clone();
     if rule.must == FileRequirement::Exist {
         candidates.extend(
             facts
@@ -85,7 +88,7 @@ fn in_files(rule: &EvidenceRule, globs: &PathSet, facts: &ChangeFacts) -> Eviden
                 .iter()
                 .chain(facts.head_contents.keys())
                 .map(String::as_str)
-                .filter(|p| globs.matches(p) && !removed.contains(p)),
+                .filter(|p| !removed.contains(p) && globs.matches(p)),
         );
     }
     let globs_text = globs.globs.join("`, `");

@@ -297,7 +297,7 @@ impl Validator<'_> {
             .emergency
             .as_ref()
             .and_then(|e| self.emergency(e, &raw.roles));
-        let index = PathIndex::build(&classify, &metrics, &key_rules, &risk).ok()?;
+        let index = PathIndex::build(&classify, &metrics, &key_rules, &risk, &evidence).ok()?;
         Some(Policy {
             index,
             governed_branches: governed_branches?,

@@ -238,6 +238,8 @@ enum GlobOwner {
     KeyRule(usize),
     /// The sensitive paths of this tier's risk rule.
     RiskPath(RiskTier),
+    /// The files of the evidence at this index (in id order).
+    Evidence(usize),
 }
 
 /// What the policy says about one path, from a single match against every glob.
@@ -251,6 +253,8 @@ pub struct PathMatch {
     pub key_rules: Vec<usize>,
     /// Tiers whose risk rule calls it sensitive.
     pub sensitive_in: Vec<RiskTier>,
+    /// Indices (in id order) of the evidence definitions whose files it matches.
+    pub evidence: Vec<usize>,
 }
 
 impl PathMatch {
@@ -280,6 +284,7 @@ impl PathIndex {
         metrics: &MetricsPolicy,
         key_rules: &[KeyRule],
         risk: &BTreeMap<RiskTier, RiskRule>,
+        evidence: &BTreeMap<String, EvidenceRule>,
     ) -> Result<Self, globset::Error> {
         let mut builder = GlobSetBuilder::new();
         let mut owners = Vec::new();
@@ -303,6 +308,11 @@ impl PathIndex {
                 add(paths, GlobOwner::RiskPath(*tier));
             }
         }
+        for (i, rule) in evidence.values().enumerate() {
+            if let Some(paths) = &rule.paths {
+                add(paths, GlobOwner::Evidence(i));
+            }
+        }
         Ok(PathIndex {
             set: builder.build()?,
             owners,
@@ -321,6 +331,7 @@ impl PathIndex {
                 GlobOwner::Metrics => found.metrics = true,
                 GlobOwner::KeyRule(i) => found.key_rules.push(i),
                 GlobOwner::RiskPath(tier) => found.sensitive_in.push(tier),
+                GlobOwner::Evidence(i) => found.evidence.push(i),
             }
         }
         if path == POLICY_PATH {
@@ -330,6 +341,7 @@ impl PathIndex {
         found.kinds.dedup();
         found.key_rules.dedup();
         found.sensitive_in.dedup();
+        found.evidence.dedup();
         found
     }
 }
