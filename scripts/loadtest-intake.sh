@@ -12,6 +12,12 @@ secret="loadtest-secret"
 tollgate_addr=127.0.0.1:18089
 bare_addr=127.0.0.1:18090
 
+for addr in $tollgate_addr $bare_addr; do
+  if curl -s -o /dev/null "http://$addr/"; then
+    echo "something already listens on $addr; stop it first" >&2
+    exit 1
+  fi
+done
 cargo build --release --locked --bin tollgate --example loadtest
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
