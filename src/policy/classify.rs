@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 
 use super::decision::MetricChange;
 use super::facts::{ChangeFacts, ChangedFile, FileStatus};
-use super::model::{ChangeKind, KeyRule, KeyTrigger, PathMatch, Policy, RiskTier};
+use super::index::PathMatch;
+use super::model::{ChangeKind, KeyRule, KeyTrigger, Policy, RiskTier};
 use super::structured;
 
 /// A key-level rule that fired.
@@ -88,12 +89,16 @@ pub fn classify(policy: &Policy, facts: &ChangeFacts) -> Classification {
             sensitive_in.extend(base.sensitive_in.iter().copied());
         }
         result.edits_policy |= kinds.contains(&ChangeKind::GovernanceConfig);
-        for rule in head
-            .key_rules
-            .iter()
-            .filter_map(|i| policy.key_rules.get(*i))
-        {
-            result.key_hits.extend(key_rule_hits(rule, file, facts));
+        if !head.key_rules.is_empty() {
+            // Parse each side once, whatever the number of rules reading the file.
+            let sides = parse_sides(file, facts);
+            for rule in head
+                .key_rules
+                .iter()
+                .filter_map(|i| policy.key_rules.get(*i))
+            {
+                result.key_hits.extend(key_rule_hits(rule, file, &sides));
+            }
         }
         result.files.push(ClassifiedFile {
             path: file.path.clone(),
@@ -120,7 +125,13 @@ fn side(
     }
 }
 
-fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, facts: &ChangeFacts) -> Vec<KeyHit> {
+/// Both sides of a structured file, parsed (or why they could not be).
+type Sides = (
+    Result<serde_json::Value, String>,
+    Result<serde_json::Value, String>,
+);
+
+fn parse_sides(file: &ChangedFile, facts: &ChangeFacts) -> Sides {
     let base_path = file.previous_path.as_deref().unwrap_or(&file.path);
     let base = side(
         &facts.base_contents,
@@ -132,7 +143,11 @@ fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, facts: &ChangeFacts) -> Vec
         &file.path,
         file.status != FileStatus::Removed,
     );
-    let (base, head) = match (base, head) {
+    (base, head)
+}
+
+fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, sides: &Sides) -> Vec<KeyHit> {
+    let (base, head) = match sides {
         (Ok(base), Ok(head)) => (base, head),
         // Fail closed: a file the rule cannot read counts as the change the rule looks for.
         (Err(problem), _) | (_, Err(problem)) => {
@@ -150,8 +165,8 @@ fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, facts: &ChangeFacts) -> Vec
             .iter()
             .filter_map(|key| {
                 let (before, after) = (
-                    structured::lookup(&base, key),
-                    structured::lookup(&head, key),
+                    structured::lookup(base, key),
+                    structured::lookup(head, key),
                 );
                 (before != after).then(|| KeyHit {
                     path: file.path.clone(),
@@ -171,15 +186,15 @@ fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, facts: &ChangeFacts) -> Vec
                 Option<&serde_json::Value>,
                 Option<&serde_json::Value>,
             )> = if rule.keys.is_empty() {
-                vec![(None, Some(&base), Some(&head))]
+                vec![(None, Some(base), Some(head))]
             } else {
                 rule.keys
                     .iter()
                     .map(|k| {
                         (
                             Some(k.as_str()),
-                            structured::lookup(&base, k),
-                            structured::lookup(&head, k),
+                            structured::lookup(base, k),
+                            structured::lookup(head, k),
                         )
                     })
                     .collect()

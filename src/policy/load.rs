@@ -12,10 +12,11 @@ use globset::{GlobBuilder, GlobSetBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::index::PathIndex;
 use super::model::{
     ChangeKind, ClassifyRule, EmergencyPolicy, EvidenceRule, FileRequirement, KeyRule, KeyTrigger,
-    Member, MetricsPolicy, PathIndex, PathSet, Policy, RiskRule, RiskTier, RoleName,
-    ShiftThreshold, SignOffRequirement, TierPolicy, Tiers,
+    Member, MetricsPolicy, PathSet, Policy, RiskRule, RiskTier, RoleName, ShiftThreshold,
+    SignOffRequirement, TierPolicy, Tiers,
 };
 
 /// The only policy format version so far.

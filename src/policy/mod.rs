@@ -9,6 +9,7 @@ pub mod decision;
 pub mod evaluate;
 pub mod evidence;
 pub mod facts;
+pub mod index;
 pub mod load;
 pub mod markdown;
 pub mod model;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use globset::{Candidate, Glob, GlobSet, GlobSetBuilder};
+use globset::{Glob, GlobSet};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -227,125 +227,6 @@ impl PathSet {
     }
 }
 
-/// What one glob of the combined index belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GlobOwner {
-    /// A `[[classify]]` rule of this kind.
-    Classify(ChangeKind),
-    /// `[metrics] files`.
-    Metrics,
-    /// The key rule at this index.
-    KeyRule(usize),
-    /// The sensitive paths of this tier's risk rule.
-    RiskPath(RiskTier),
-    /// The files of the evidence at this index (in id order).
-    Evidence(usize),
-}
-
-/// What the policy says about one path, from a single match against every glob.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PathMatch {
-    /// Kinds from `[[classify]]` (plus governance_config for the policy file), sorted.
-    pub kinds: Vec<ChangeKind>,
-    /// Whether it is a metrics file.
-    pub metrics: bool,
-    /// Indices of the key rules that read it.
-    pub key_rules: Vec<usize>,
-    /// Tiers whose risk rule calls it sensitive.
-    pub sensitive_in: Vec<RiskTier>,
-    /// Indices (in id order) of the evidence definitions whose files it matches.
-    pub evidence: Vec<usize>,
-}
-
-impl PathMatch {
-    /// Whether a change to this path is governed: it has a kind other than docs, or the
-    /// policy reads it or calls it sensitive. Docs alone never govern a change nor make an
-    /// approval stale.
-    pub fn governed(&self) -> bool {
-        self.kinds.iter().any(|k| *k != ChangeKind::Docs)
-            || self.metrics
-            || !self.key_rules.is_empty()
-            || !self.sensitive_in.is_empty()
-    }
-}
-
-/// Every path glob of the policy in one set, so that a path is matched once rather than once
-/// per rule (a 3,000-file change against 50 rules stays within milliseconds).
-#[derive(Debug, Clone)]
-pub struct PathIndex {
-    set: GlobSet,
-    owners: Vec<GlobOwner>,
-}
-
-impl PathIndex {
-    /// Builds the index from the policy's rules.
-    pub fn build(
-        classify: &[ClassifyRule],
-        metrics: &MetricsPolicy,
-        key_rules: &[KeyRule],
-        risk: &BTreeMap<RiskTier, RiskRule>,
-        evidence: &BTreeMap<String, EvidenceRule>,
-    ) -> Result<Self, globset::Error> {
-        let mut builder = GlobSetBuilder::new();
-        let mut owners = Vec::new();
-        let mut add = |paths: &PathSet, owner: GlobOwner| {
-            for glob in &paths.compiled {
-                builder.add(glob.clone());
-                owners.push(owner);
-            }
-        };
-        for rule in classify {
-            add(&rule.paths, GlobOwner::Classify(rule.kind));
-        }
-        if let Some(files) = &metrics.files {
-            add(files, GlobOwner::Metrics);
-        }
-        for (i, rule) in key_rules.iter().enumerate() {
-            add(&rule.paths, GlobOwner::KeyRule(i));
-        }
-        for (tier, rule) in risk {
-            if let Some(paths) = &rule.paths {
-                add(paths, GlobOwner::RiskPath(*tier));
-            }
-        }
-        for (i, rule) in evidence.values().enumerate() {
-            if let Some(paths) = &rule.paths {
-                add(paths, GlobOwner::Evidence(i));
-            }
-        }
-        Ok(PathIndex {
-            set: builder.build()?,
-            owners,
-        })
-    }
-
-    /// Everything the policy says about `path`.
-    pub fn lookup(&self, path: &str) -> PathMatch {
-        let mut hits = Vec::new();
-        self.set
-            .matches_candidate_into(&Candidate::new(path), &mut hits);
-        let mut found = PathMatch::default();
-        for hit in hits {
-            match self.owners[hit] {
-                GlobOwner::Classify(kind) => found.kinds.push(kind),
-                GlobOwner::Metrics => found.metrics = true,
-                GlobOwner::KeyRule(i) => found.key_rules.push(i),
-                GlobOwner::RiskPath(tier) => found.sensitive_in.push(tier),
-                GlobOwner::Evidence(i) => found.evidence.push(i),
-            }
-        }
-        if path == POLICY_PATH {
-            found.kinds.push(ChangeKind::GovernanceConfig);
-        }
-        found.kinds.sort_unstable();
-        found.kinds.dedup();
-        found.key_rules.dedup();
-        found.sensitive_in.dedup();
-        found.evidence.dedup();
-        found
-    }
-}
-
 /// `[[classify]]`: changed paths → a change kind.
 #[derive(Debug, Clone)]
 pub struct ClassifyRule {
@@ -510,7 +391,7 @@ pub struct Policy {
     /// The emergency bypass, when the policy allows one.
     pub emergency: Option<EmergencyPolicy>,
     /// Every path glob above, combined.
-    pub index: PathIndex,
+    pub index: super::index::PathIndex,
 }
 
 /// Requirements for every tier. Tiers the policy leaves out take the nearest stricter tier's
