@@ -330,30 +330,19 @@ impl Validator<'_> {
         }
     }
 
-    /// A glob already validated by [`Self::glob`], compiled again without reporting.
-    fn glob_quiet(&self, glob: &Spanned<String>) -> Option<globset::Glob> {
-        GlobBuilder::new(glob.get_ref())
-            .literal_separator(true)
-            .build()
-            .ok()
-    }
-
     fn path_set(&mut self, globs: &[Spanned<String>]) -> Option<PathSet> {
-        let mut builder = GlobSetBuilder::new();
-        let mut ok = true;
-        for glob in globs {
-            match self.glob(glob) {
-                Some(compiled) => {
-                    builder.add(compiled);
-                }
-                None => ok = false,
-            }
+        let compiled: Vec<globset::Glob> = globs.iter().filter_map(|g| self.glob(g)).collect();
+        if compiled.len() != globs.len() {
+            return None;
         }
-        let set = builder.build().ok()?;
-        ok.then(|| PathSet {
+        let mut builder = GlobSetBuilder::new();
+        for glob in &compiled {
+            builder.add(glob.clone());
+        }
+        Some(PathSet {
             globs: globs.iter().map(|g| g.get_ref().clone()).collect(),
-            compiled: globs.iter().filter_map(|g| self.glob_quiet(g)).collect(),
-            set,
+            set: builder.build().ok()?,
+            compiled,
         })
     }
 
