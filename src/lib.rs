@@ -7,9 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod forge;
 pub mod intake;
 pub mod metrics;
 pub mod policy;
+pub mod render;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

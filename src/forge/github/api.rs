@@ -1,0 +1,281 @@
+//! GitHub's REST v3 API through octocrab: one client per installation (App mode) or one for
+//! the token, with retries off (tollgate retries idempotent calls itself; octocrab's retry
+//! would re-send a POST) and explicit timeouts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::header::{HeaderMap, HeaderValue, IF_NONE_MATCH, USER_AGENT};
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use octocrab::models::{AppId, InstallationId as OctoInstallationId};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::event::InstallationId;
+
+/// How long to wait for a connection to GitHub.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for an answer once connected.
+const READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Items per page when listing (GitHub's maximum).
+pub const PER_PAGE: u32 = 100;
+
+/// A failure talking to GitHub.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The API answered with an error or could not be reached.
+    #[error("GitHub API: {0}")]
+    Octocrab(#[from] octocrab::Error),
+    /// The App's private key is not a usable RSA PEM key.
+    #[error("the GitHub App private key cannot be used: {0}")]
+    PrivateKey(String),
+    /// A response did not have the expected shape.
+    #[error("unexpected answer from GitHub for {what}: {message}")]
+    Unexpected {
+        /// Which call.
+        what: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// How tollgate authenticates.
+pub enum Auth {
+    /// A token (token mode: commit statuses only; GitHub lets only Apps create check runs).
+    Token(SecretString),
+    /// A GitHub App: JWT from the private key, then an installation token per installation.
+    App {
+        /// The App's id.
+        app_id: u64,
+        /// The App's private key (PEM).
+        private_key_pem: SecretString,
+    },
+}
+
+/// Who tollgate is on GitHub; only comments by this login are tollgate's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `<slug>[bot]` in App mode, the token's user in token mode.
+    pub login: String,
+    /// The App's id (App mode), to recognise its own check runs.
+    pub app_id: Option<u64>,
+}
+
+/// The GitHub API for every installation tollgate serves.
+pub struct GithubApi {
+    base: Octocrab,
+    app_mode: bool,
+    /// Installation clients, kept so octocrab's cached installation token is reused until
+    /// shortly before it expires instead of minted per request.
+    installations: Mutex<HashMap<u64, Octocrab>>,
+}
+
+impl GithubApi {
+    /// Builds a client for `api_url` (`https://api.github.com`, GitHub Enterprise's
+    /// `https://HOST/api/v3`, or a test fake).
+    pub fn new(api_url: &url::Url, auth: Auth) -> Result<Self, ApiError> {
+        let builder = Octocrab::builder()
+            .base_uri(api_url.as_str())?
+            .add_header(
+                USER_AGENT,
+                concat!("tollgate/", env!("CARGO_PKG_VERSION")).to_owned(),
+            )
+            .set_connect_timeout(Some(CONNECT_TIMEOUT))
+            .set_read_timeout(Some(READ_TIMEOUT));
+        let (builder, app_mode) = match auth {
+            Auth::Token(token) => (
+                builder.personal_token(token.expose_secret().to_owned()),
+                false,
+            ),
+            Auth::App {
+                app_id,
+                private_key_pem,
+            } => {
+                let key =
+                    octocrab::EncodingKey::from_rsa_pem(private_key_pem.expose_secret().as_bytes())
+                        .map_err(|e| ApiError::PrivateKey(e.to_string()))?;
+                (builder.app(AppId(app_id), key), true)
+            }
+        };
+        Ok(GithubApi {
+            base: builder.build()?,
+            app_mode,
+            installations: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether tollgate runs as a GitHub App (check runs) rather than with a token (statuses).
+    pub fn app_mode(&self) -> bool {
+        self.app_mode
+    }
+
+    /// The client to act for an installation (App mode) or the token client.
+    pub fn client(&self, installation: Option<InstallationId>) -> Result<Octocrab, ApiError> {
+        let Some(InstallationId(id)) = installation.filter(|_| self.app_mode) else {
+            if self.app_mode {
+                return Err(ApiError::Unexpected {
+                    what: "an App delivery".to_owned(),
+                    message: "the delivery names no installation".to_owned(),
+                });
+            }
+            return Ok(self.base.clone());
+        };
+        let mut cache = self.installations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = cache.get(&id) {
+            return Ok(client.clone());
+        }
+        let client = self.base.installation(OctoInstallationId(id))?;
+        cache.insert(id, client.clone());
+        Ok(client)
+    }
+
+    /// tollgate's own identity (`GET /app` or `GET /user`).
+    pub async fn identity(&self) -> Result<Identity, ApiError> {
+        #[derive(Deserialize)]
+        struct App {
+            id: u64,
+            slug: String,
+        }
+        #[derive(Deserialize)]
+        struct User {
+            login: String,
+        }
+        if self.app_mode {
+            let app: App = self.base.get("/app", None::<&()>).await?;
+            Ok(Identity {
+                login: format!("{}[bot]", app.slug),
+                app_id: Some(app.id),
+            })
+        } else {
+            let user: User = self.base.get("/user", None::<&()>).await?;
+            Ok(Identity {
+                login: user.login,
+                app_id: None,
+            })
+        }
+    }
+}
+
+/// Every item of a paginated list, following GitHub's `Link` headers, up to `cap` items.
+pub async fn all_pages<T: DeserializeOwned>(
+    client: &Octocrab,
+    route: &str,
+    cap: usize,
+) -> Result<Vec<T>, ApiError> {
+    let separator = if route.contains('?') { '&' } else { '?' };
+    let first: octocrab::Page<T> = client
+        .get(
+            format!("{route}{separator}per_page={PER_PAGE}"),
+            None::<&()>,
+        )
+        .await?;
+    let mut items = Vec::new();
+    let mut page = Some(first);
+    while let Some(mut current) = page {
+        items.append(&mut current.items);
+        if items.len() >= cap {
+            break;
+        }
+        page = client.get_page(&current.next).await?;
+    }
+    Ok(items)
+}
+
+/// A file read through the contents API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileAt {
+    /// The file's text.
+    Text(String),
+    /// No such file at that ref.
+    Missing,
+}
+
+/// Reads a file at a commit. `etag` is the cached entity tag, sent as `If-None-Match`:
+/// GitHub answers `304 Not Modified` (free of rate limit) when it still holds, and `None` is
+/// returned for "use your cached copy".
+pub async fn read_file(
+    client: &Octocrab,
+    repo: &str,
+    path: &str,
+    git_ref: &str,
+    etag: Option<&str>,
+) -> Result<Option<(FileAt, Option<String>)>, ApiError> {
+    #[derive(Deserialize)]
+    struct Contents {
+        content: Option<String>,
+        encoding: Option<String>,
+    }
+    let uri = format!(
+        "/repos/{repo}/contents/{}?ref={}",
+        encode_path(path),
+        encode_component(git_ref)
+    );
+    let mut headers = HeaderMap::new();
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_str(t).ok()) {
+        headers.insert(IF_NONE_MATCH, tag);
+    }
+    let response = client
+        ._get_with_headers(uri.as_str(), Some(headers))
+        .await?;
+    let status = response.status();
+    if status == http::StatusCode::NOT_MODIFIED {
+        return Ok(None);
+    }
+    if status == http::StatusCode::NOT_FOUND {
+        return Ok(Some((FileAt::Missing, None)));
+    }
+    let new_etag = response
+        .headers()
+        .get(http::header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let response = octocrab::map_github_error(response).await?;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unexpected(&uri, e))?
+        .to_bytes();
+    let contents: Contents = serde_json::from_slice(&bytes).map_err(|e| unexpected(&uri, e))?;
+    let text = match (contents.encoding.as_deref(), contents.content) {
+        (Some("base64"), Some(encoded)) => {
+            let compact: String = encoded.split_whitespace().collect();
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map_err(|e| unexpected(&uri, e))?;
+            String::from_utf8(raw).map_err(|e| unexpected(&uri, e))?
+        }
+        (_, Some(plain)) => plain,
+        (_, None) => {
+            return Err(unexpected(
+                &uri,
+                "no content (a folder, or a file over 1 MB)",
+            ));
+        }
+    };
+    Ok(Some((FileAt::Text(text), new_etag)))
+}
+
+fn unexpected(what: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::Unexpected {
+        what: what.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+/// Percent-encodes one URL component.
+pub fn encode_component(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Percent-encodes a file path, keeping its slashes.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(encode_component)
+        .collect::<Vec<_>>()
+        .join("/")
+}

@@ -1,0 +1,4 @@
+//! GitHub: the REST client, gathering `ChangeFacts`, and publishing the check and comment.
+
+pub mod api;
+pub mod facts;

@@ -1,0 +1,3 @@
+//! Talking to the forges: reading a change's facts and publishing tollgate's results.
+
+pub mod github;

@@ -1,0 +1,469 @@
+//! What tollgate writes for people: the sticky comment and the check run's title and summary,
+//! rendered with minijinja from `templates/` (built in; a repository may override a template
+//! with a file of the same name under `.github/tollgate/` on its base branch).
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::policy::decision::{
+    BlockReason, Decision, EvidenceStatus, IgnoreReason, Outcome, Signal,
+};
+use crate::policy::facts::ChangeFacts;
+use crate::policy::markdown::{SectionState, section_state};
+
+/// The hidden marker that, together with tollgate's own authorship, identifies the sticky
+/// comment.
+pub const COMMENT_MARKER: &str = "<!-- tollgate:sticky-comment -->";
+
+/// Template names (and the file names a repository may override under `.github/tollgate/`).
+pub const COMMENT_TEMPLATE: &str = "comment.md.j2";
+/// The check run summary template.
+pub const CHECK_TEMPLATE: &str = "check_summary.md.j2";
+
+const DEFAULT_COMMENT: &str = include_str!("../../templates/comment.md.j2");
+const DEFAULT_CHECK: &str = include_str!("../../templates/check_summary.md.j2");
+
+/// A template could not be rendered (an override with a mistake, usually).
+#[derive(Debug, thiserror::Error)]
+#[error("template `{name}`: {message}")]
+pub struct RenderError {
+    /// Which template.
+    pub name: String,
+    /// What went wrong (minijinja's message, with the line).
+    pub message: String,
+}
+
+/// Neutralises user-controlled text for Markdown: no `@mentions` (a zero-width joiner after
+/// `@`), no HTML comments (which could fake the marker), no code spans or table breaks.
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '@' => out.push_str("@\u{200d}"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '`' => out.push('\''),
+            '|' => out.push_str("\\|"),
+            '\n' | '\r' => out.push(' '),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Renders templates, with a repository's overrides when it has any.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    /// The built-in templates plus `overrides` (name → source).
+    pub fn new(overrides: &[(String, String)]) -> Result<Self, RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("md", |text: String| escape_markdown(&text));
+        for (name, source) in [
+            (COMMENT_TEMPLATE, DEFAULT_COMMENT),
+            (CHECK_TEMPLATE, DEFAULT_CHECK),
+        ] {
+            let source = overrides
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(source.to_owned(), |(_, s)| s.clone());
+            env.add_template_owned(name, source)
+                .map_err(|e| RenderError {
+                    name: name.to_owned(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(Renderer { env })
+    }
+
+    fn render(&self, name: &str, view: &View) -> Result<String, RenderError> {
+        let template = self.env.get_template(name).map_err(|e| RenderError {
+            name: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        template
+            .render(minijinja::value::Serde(view))
+            .map_err(|e| RenderError {
+                name: name.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The sticky comment.
+    pub fn comment(&self, decision: &Decision, facts: &ChangeFacts) -> Result<String, RenderError> {
+        let mut text = self.render(COMMENT_TEMPLATE, &View::new(decision, facts))?;
+        // The marker must survive any override: it is how tollgate finds its comment.
+        if !text.contains(COMMENT_MARKER) {
+            text = format!("{COMMENT_MARKER}\n{text}");
+        }
+        Ok(text)
+    }
+
+    /// The check run summary.
+    pub fn check_summary(
+        &self,
+        decision: &Decision,
+        facts: &ChangeFacts,
+    ) -> Result<String, RenderError> {
+        self.render(CHECK_TEMPLATE, &View::new(decision, facts))
+    }
+}
+
+/// The check run's title: the tier and what is missing, e.g.
+/// "High risk — 2 of 4 sign-offs, rollback plan missing".
+pub fn headline(decision: &Decision) -> String {
+    let Some(tier) = decision.tier else {
+        return match &decision.outcome {
+            Outcome::NotGoverned { reason } => format!("Not governed: {reason}"),
+            _ => "Not governed".to_owned(),
+        };
+    };
+    let filled = decision
+        .sign_offs
+        .iter()
+        .filter(|s| s.filled_by.is_some())
+        .count();
+    let total = decision.sign_offs.len();
+    let mut parts = Vec::new();
+    match &decision.outcome {
+        Outcome::Passed => parts.push("passed".to_owned()),
+        Outcome::Bypassed { by, ticket, .. } => parts.push(format!("bypassed by {by} ({ticket})")),
+        Outcome::Waiting { .. } | Outcome::Blocked { .. } | Outcome::NotGoverned { .. } => {
+            if total > 0 {
+                parts.push(format!("{filled} of {total} sign-offs"));
+            }
+            for e in &decision.evidence {
+                if matches!(e.status, EvidenceStatus::Missing { .. }) {
+                    parts.push(format!("{} missing", e.title.to_lowercase()));
+                }
+            }
+            for v in &decision.vetoes {
+                parts.push(format!("changes requested by {}", v.login));
+            }
+        }
+    }
+    format!("{} risk — {}", tier.title(), parts.join(", "))
+}
+
+#[derive(Serialize)]
+struct View {
+    marker: &'static str,
+    headline: String,
+    tier_title: String,
+    observation_hours: u32,
+    reasons: Vec<String>,
+    gates: Vec<String>,
+    metrics: Vec<MetricRow>,
+    checklist: Vec<ChecklistItem>,
+    sign_offs: Vec<SignOffRow>,
+    missing: Vec<MissingRow>,
+    vetoes: Vec<VetoRow>,
+    ignored: Vec<IgnoredRow>,
+    notes: Vec<String>,
+    log: Vec<String>,
+    model_card: Option<ModelCard>,
+}
+
+#[derive(Serialize)]
+struct MetricRow {
+    name: String,
+    base: String,
+    head: String,
+    shift: String,
+}
+
+#[derive(Serialize)]
+struct ChecklistItem {
+    text: String,
+    done: bool,
+    manual: bool,
+}
+
+#[derive(Serialize)]
+struct SignOffRow {
+    role: String,
+    login: Option<String>,
+    at: String,
+    commit: String,
+}
+
+#[derive(Serialize)]
+struct MissingRow {
+    role: String,
+    needed: u32,
+    eligible: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct VetoRow {
+    login: String,
+    roles: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct IgnoredRow {
+    login: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct ModelCard {
+    path: String,
+    intended_use: Option<String>,
+}
+
+/// The playbook's pre-deployment checklist items people confirm (tollgate cannot).
+const MANUAL_ITEMS: [&str; 5] = [
+    "Reproducible training: seed, config, code and data versions recorded",
+    "Fairness: segment performance within thresholds",
+    "Security and privacy: PII treatment verified",
+    "Operational: latency/SLOs, autoscaling and alerts configured",
+    "Owner and on-call documented",
+];
+
+impl View {
+    fn new(decision: &Decision, facts: &ChangeFacts) -> View {
+        let short = |sha: &str| sha.get(..7).unwrap_or(sha).to_owned();
+        let mut checklist = vec![ChecklistItem {
+            text: match decision.tier {
+                Some(tier) => format!("Risk tier assessed: {}", tier.title()),
+                None => "Risk tier assessed: not governed".to_owned(),
+            },
+            done: true,
+            manual: false,
+        }];
+        if !decision.metrics.is_empty() {
+            checklist.push(ChecklistItem {
+                text: "Performance vs. baseline: metric deltas computed".to_owned(),
+                done: true,
+                manual: false,
+            });
+        }
+        for e in &decision.evidence {
+            let (done, text) = match &e.status {
+                EvidenceStatus::Found { locations } => {
+                    (true, format!("{}: {}", e.title, locations.join(", ")))
+                }
+                EvidenceStatus::Missing { problem, fix } => {
+                    (false, format!("{}: {problem} — {fix}", e.title))
+                }
+            };
+            checklist.push(ChecklistItem {
+                text,
+                done,
+                manual: false,
+            });
+        }
+        let signed = decision.missing_roles.is_empty() && !decision.sign_offs.is_empty();
+        checklist.push(ChecklistItem {
+            text: "Sign-offs from every required role".to_owned(),
+            done: signed || decision.sign_offs.is_empty(),
+            manual: false,
+        });
+        checklist.extend(MANUAL_ITEMS.iter().map(|text| ChecklistItem {
+            text: (*text).to_owned(),
+            done: false,
+            manual: true,
+        }));
+        View {
+            marker: COMMENT_MARKER,
+            headline: headline(decision),
+            tier_title: decision
+                .tier
+                .map_or("none".to_owned(), |t| t.title().to_owned()),
+            observation_hours: decision.observation_hours,
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.tier, signal_text(&r.signal)))
+                .collect(),
+            gates: decision
+                .gates
+                .iter()
+                .map(|g| format!("{g:?}").to_lowercase())
+                .collect(),
+            metrics: decision
+                .metrics
+                .iter()
+                .map(|m| MetricRow {
+                    name: m.metric.clone(),
+                    base: m.base.map_or("—".to_owned(), |v| v.to_string()),
+                    head: m.head.map_or("—".to_owned(), |v| v.to_string()),
+                    shift: match (m.base, m.head, m.shift_pct) {
+                        (Some(b), Some(h), Some(pct)) if pct.is_finite() => {
+                            format!("{}{pct:.2} %", if h >= b { "+" } else { "−" })
+                        }
+                        (Some(_), Some(_), Some(_)) => "from 0".to_owned(),
+                        _ => "no baseline".to_owned(),
+                    },
+                })
+                .collect(),
+            checklist,
+            sign_offs: decision
+                .sign_offs
+                .iter()
+                .map(|s| SignOffRow {
+                    role: s.role.clone(),
+                    login: s.filled_by.as_ref().map(|f| f.login.clone()),
+                    at: s.filled_by.as_ref().map_or(String::new(), |f| {
+                        f.at.format("%Y-%m-%d %H:%M UTC").to_string()
+                    }),
+                    commit: s
+                        .filled_by
+                        .as_ref()
+                        .map_or(String::new(), |f| short(&f.commit)),
+                })
+                .collect(),
+            missing: decision
+                .missing_roles
+                .iter()
+                .map(|m| MissingRow {
+                    role: m.role.clone(),
+                    needed: m.needed,
+                    eligible: m.eligible.clone(),
+                })
+                .collect(),
+            vetoes: decision
+                .vetoes
+                .iter()
+                .map(|v| VetoRow {
+                    login: v.login.clone(),
+                    roles: v.roles.clone(),
+                })
+                .collect(),
+            ignored: decision
+                .ignored_approvals
+                .iter()
+                .map(|i| IgnoredRow {
+                    login: i.login.clone(),
+                    reason: ignore_text(&i.reason),
+                })
+                .collect(),
+            notes: decision.notes.clone(),
+            log: log_lines(decision),
+            model_card: model_card(decision, facts),
+        }
+    }
+}
+
+/// The decision log: what tollgate decided and why, in order.
+fn log_lines(decision: &Decision) -> Vec<String> {
+    let mut log = Vec::new();
+    for c in &decision.commands {
+        let verdict = if c.honoured { "honoured" } else { "refused" };
+        log.push(format!(
+            "{} · {}: `{}` {verdict} — {}",
+            c.at.format("%Y-%m-%d %H:%M UTC"),
+            c.author,
+            c.command,
+            c.note
+        ));
+    }
+    let outcome = match &decision.outcome {
+        Outcome::NotGoverned { reason } => format!("not governed: {reason}"),
+        Outcome::Passed => {
+            "passed: every required sign-off and piece of evidence is there".to_owned()
+        }
+        Outcome::Waiting { on } => format!("waiting on {}", on.join("; ")),
+        Outcome::Blocked { reasons } => format!(
+            "blocked: {}",
+            reasons
+                .iter()
+                .map(|r| match r {
+                    BlockReason::Veto { login } => format!("changes requested by {login}"),
+                    BlockReason::Evidence { problem, .. } => problem.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Outcome::Bypassed {
+            by,
+            ticket,
+            reason,
+            expires_at,
+            review_due,
+        } => format!(
+            "bypassed by {by} for {ticket} ({reason}) until {}; post-incident review due {}",
+            expires_at.format("%Y-%m-%d %H:%M UTC"),
+            review_due.format("%Y-%m-%d %H:%M UTC")
+        ),
+    };
+    log.push(format!("Outcome: {outcome}"));
+    log
+}
+
+/// The first model card the decision found, with the start of its "Intended use".
+fn model_card(decision: &Decision, facts: &ChangeFacts) -> Option<ModelCard> {
+    let path = decision.evidence.iter().find_map(|e| match &e.status {
+        EvidenceStatus::Found { locations } if e.id.contains("model_card") => locations
+            .iter()
+            .find(|l| facts.head_contents.contains_key(*l))
+            .cloned(),
+        _ => None,
+    })?;
+    let text = &facts.head_contents[&path];
+    let intended_use = (section_state(text, "Intended use") == SectionState::Present)
+        .then(|| first_line_after(text, "intended use"))
+        .flatten();
+    Some(ModelCard { path, intended_use })
+}
+
+fn first_line_after(text: &str, heading: &str) -> Option<String> {
+    let mut lines = text.lines();
+    lines.find(|l| {
+        l.trim_start_matches('#')
+            .trim()
+            .trim_end_matches(':')
+            .eq_ignore_ascii_case(heading)
+    })?;
+    lines
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.chars().take(200).collect())
+}
+
+fn signal_text(signal: &Signal) -> String {
+    match signal {
+        Signal::Kind { path, kind, floor } => {
+            let floor = if *floor { " (playbook floor)" } else { "" };
+            format!("{path} is a {kind} change{floor}")
+        }
+        Signal::Key { path, detail, .. } => format!("{path}: {detail}"),
+        Signal::MetricShift {
+            metric,
+            base,
+            head,
+            shift_pct,
+            threshold_pct,
+        } => {
+            format!(
+                "metric {metric} moved {base} → {head} ({shift_pct:.2} %, over {threshold_pct} %)"
+            )
+        }
+        Signal::Label { label } => format!("label {label}"),
+        Signal::SensitivePath { path } => format!("{path} is a sensitive path"),
+        Signal::Governed { files } => {
+            format!("{files} governed file(s) changed, no higher-risk signal")
+        }
+    }
+}
+
+fn ignore_text(reason: &IgnoreReason) -> String {
+    match reason {
+        IgnoreReason::Author => "the author cannot approve their own change".to_owned(),
+        IgnoreReason::Contributor => "authored or committed part of the change".to_owned(),
+        IgnoreReason::NoWriteAccess => "no write access to the repository".to_owned(),
+        IgnoreReason::Stale { changed } if changed.is_empty() => {
+            "stale: given on an older commit".to_owned()
+        }
+        IgnoreReason::Stale { changed } => format!("stale: {} changed since", changed.join(", ")),
+        IgnoreReason::NoRequiredRole => "holds none of the roles this tier requires".to_owned(),
+        IgnoreReason::AlreadyFills { role } => format!("already signs off as {role}"),
+        IgnoreReason::RolesAlreadyFilled => {
+            "their roles are already signed off by others".to_owned()
+        }
+    }
+}
