@@ -93,7 +93,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (TOLLGATE_LISTEN)", config.listen))?;
     let local = listener.local_addr()?;
-    let sink: Arc<dyn EventSink> = Arc::new(DryRunSink);
+    let sink = sink_for(&config)?;
     let metrics = Metrics::new();
     let secrets = IntakeSecrets {
         github: config.github.webhook_secrets.clone(),
@@ -143,14 +143,43 @@ fn log_start(config: &ServerConfig, local: std::net::SocketAddr) {
         mode = config.mode().as_str(),
         "tollgate serve started"
     );
-    if config.mode() == crate::config::Mode::Live {
-        // Publishing to the forge is not part of this build yet; say so rather than let an
-        // operator believe checks are being posted.
-        tracing::warn!(
-            "forge credentials are set, but this version only logs decisions (dry-run); \
-             no check or comment is published"
-        );
+    if config.gitlab.token.is_some() {
+        // GitLab publishing is not part of this build yet; say so rather than let an operator
+        // believe statuses are being posted.
+        tracing::warn!("a GitLab token is set, but this version does not publish to GitLab yet");
     }
+}
+
+/// Where accepted deliveries go: the GitHub worker when GitHub credentials are set, else the
+/// dry-run logger.
+fn sink_for(config: &ServerConfig) -> anyhow::Result<Arc<dyn EventSink>> {
+    use crate::config::GithubCredentials;
+    use crate::forge::github::{api, worker};
+    use anyhow::Context as _;
+
+    let auth = match &config.github.credentials {
+        GithubCredentials::None => return Ok(Arc::new(DryRunSink)),
+        GithubCredentials::Token(token) => api::Auth::Token(token.clone()),
+        GithubCredentials::App {
+            app_id,
+            private_key_file,
+        } => {
+            let pem = std::fs::read_to_string(private_key_file).with_context(|| {
+                format!(
+                    "cannot read the GitHub App private key {} (TOLLGATE_GITHUB_PRIVATE_KEY_FILE)",
+                    private_key_file.display()
+                )
+            })?;
+            api::Auth::App {
+                app_id: *app_id,
+                private_key_pem: pem.into(),
+            }
+        }
+    };
+    let api = api::GithubApi::new(&config.github.api_url, auth)
+        .context("cannot set up the GitHub client (TOLLGATE_GITHUB_*)")?;
+    let worker = worker::GithubWorker::start(api, config.check_name.clone());
+    Ok(Arc::new(worker::GithubSink(worker)))
 }
 
 async fn shutdown_signal() {

@@ -2,3 +2,5 @@
 
 pub mod api;
 pub mod facts;
+pub mod publish;
+pub mod worker;

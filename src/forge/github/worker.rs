@@ -1,0 +1,298 @@
+//! The GitHub worker: takes accepted deliveries, works out which pull requests they concern,
+//! and re-evaluates each one: gather facts, decide, publish. One pull request at a time; a
+//! burst of events for the same pull request collapses into one evaluation of its latest
+//! state (events only say *that* something changed; the facts are always read fresh).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::{Mutex, Notify, OnceCell};
+
+use super::api::{ApiError, FileAt, GithubApi, Identity};
+use super::facts::{Caches, Gatherer, PolicyAt, PullRequest};
+use super::publish::{self, CheckReport, Conclusion};
+use crate::event::{Delivery, Event, InstallationId};
+use crate::policy::evaluate;
+use crate::render::{self, Renderer};
+use crate::sink::{AcceptFuture, EventSink};
+
+/// A pull request to (re-)evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Job {
+    /// `owner/name`.
+    pub repo: String,
+    /// Number.
+    pub number: u64,
+    /// The installation to act as (App mode).
+    pub installation: Option<InstallationId>,
+    /// Publish "in progress" first: the base changed, and no result computed for the old
+    /// base may stand for the new one even for a moment.
+    pub reset_first: bool,
+}
+
+/// Where templates a repository overrides live on its base branch.
+const TEMPLATE_OVERRIDE_DIR: &str = ".github/tollgate";
+
+/// Shared state of the worker.
+pub struct GithubWorker {
+    api: GithubApi,
+    identity: OnceCell<Identity>,
+    caches: Caches,
+    check_name: String,
+    queue: Mutex<VecDeque<Job>>,
+    queued: std::sync::Mutex<HashSet<(String, u64)>>,
+    wake: Notify,
+}
+
+impl GithubWorker {
+    /// Creates the worker and starts its processing task.
+    pub fn start(api: GithubApi, check_name: String) -> Arc<GithubWorker> {
+        let worker = Arc::new(GithubWorker {
+            api,
+            identity: OnceCell::new(),
+            caches: Caches::default(),
+            check_name,
+            queue: Mutex::new(VecDeque::new()),
+            queued: std::sync::Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        });
+        let runner = Arc::clone(&worker);
+        tokio::spawn(async move { runner.run().await });
+        worker
+    }
+
+    /// Queues a pull request unless it is already waiting (bursts coalesce).
+    async fn enqueue(&self, job: Job) {
+        let key = (job.repo.clone(), job.number);
+        let fresh = self
+            .queued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        let mut queue = self.queue.lock().await;
+        if fresh {
+            queue.push_back(job);
+        } else if job.reset_first
+            && let Some(waiting) = queue
+                .iter_mut()
+                .find(|j| j.repo == job.repo && j.number == job.number)
+        {
+            waiting.reset_first = true;
+        }
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            let job = self.queue.lock().await.pop_front();
+            let Some(job) = job else {
+                self.wake.notified().await;
+                continue;
+            };
+            // Taken off the "waiting" set before the work starts, so an event arriving during
+            // the evaluation queues one more evaluation of the then-latest state.
+            self.queued
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(job.repo.clone(), job.number));
+            let span = tracing::info_span!("evaluate", repo = %job.repo, number = job.number);
+            let _entered = span.enter();
+            if let Err(error) = self.process(&job).await {
+                tracing::error!(%error, "evaluation failed");
+            }
+        }
+    }
+
+    async fn identity(&self) -> Result<&Identity, ApiError> {
+        self.identity.get_or_try_init(|| self.api.identity()).await
+    }
+
+    /// Evaluates one pull request and publishes the result.
+    pub async fn process(&self, job: &Job) -> Result<(), ApiError> {
+        let identity = self.identity().await?.clone();
+        let client = self.api.client(job.installation)?;
+        let gatherer = Gatherer {
+            client: &client,
+            repo: &job.repo,
+            caches: &self.caches,
+        };
+        let pr = gatherer.pull_request(job.number).await?;
+        if pr.state != "open" {
+            return Ok(());
+        }
+        let publish = |report: CheckReport| {
+            let (client, identity) = (&client, &identity);
+            let (repo, name, sha) = (
+                job.repo.clone(),
+                self.check_name.clone(),
+                pr.head.sha.clone(),
+            );
+            async move { publish::publish_check(client, &repo, identity, &name, &sha, &report).await }
+        };
+        if job.reset_first {
+            publish(in_progress(&pr)).await?;
+        }
+        let policy = match gatherer.policy(&pr.base.sha).await? {
+            // No policy: the repository is not governed by tollgate; publish nothing.
+            PolicyAt::Absent => return Ok(()),
+            PolicyAt::Invalid(errors) => {
+                return publish(invalid_policy(
+                    &pr,
+                    &errors.render(crate::policy::model::POLICY_PATH),
+                ))
+                .await;
+            }
+            PolicyAt::Valid(policy) => policy,
+        };
+        let facts = match gatherer
+            .facts(&policy, &pr, &identity.login, Utc::now())
+            .await
+        {
+            Ok(facts) => facts,
+            Err(error) => return publish(could_not_evaluate(&pr, &error.to_string())).await,
+        };
+        let decision = evaluate(&policy, &facts);
+        let renderer = self.renderer(&gatherer, &pr).await?;
+        let (summary, comment) = match (
+            renderer.check_summary(&decision, &facts),
+            renderer.comment(&decision, &facts),
+        ) {
+            (Ok(summary), Ok(comment)) => (summary, comment),
+            (Err(error), _) | (_, Err(error)) => {
+                return publish(could_not_evaluate(&pr, &error.to_string())).await;
+            }
+        };
+        let report = CheckReport {
+            conclusion: Some(Conclusion::of(&decision)),
+            title: render::headline(&decision),
+            summary,
+            annotations: publish::annotations(&decision),
+            details_url: pr.html_url.clone(),
+        };
+        tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
+        publish(report).await?;
+        if decision.tier.is_some() {
+            publish::upsert_comment(&client, &job.repo, job.number, &identity, &comment).await?;
+        }
+        Ok(())
+    }
+
+    /// The templates, with the repository's overrides from its base branch.
+    async fn renderer(
+        &self,
+        gatherer: &Gatherer<'_>,
+        pr: &PullRequest,
+    ) -> Result<Renderer, ApiError> {
+        let mut overrides = Vec::new();
+        for name in [render::COMMENT_TEMPLATE, render::CHECK_TEMPLATE] {
+            let path = format!("{TEMPLATE_OVERRIDE_DIR}/{name}");
+            if let FileAt::Text(text) = gatherer.file(&path, &pr.base.sha).await? {
+                overrides.push((name.to_owned(), text));
+            }
+        }
+        Ok(Renderer::new(&overrides).unwrap_or_else(|error| {
+            tracing::warn!(%error, "a template override is invalid; using the built-in templates");
+            Renderer::new(&[]).unwrap_or_else(|_| unreachable!("the built-in templates are valid"))
+        }))
+    }
+
+    /// The pull requests a delivery concerns (none for events tollgate does not act on).
+    pub fn jobs_for(&self, delivery: &Delivery) -> Vec<Job> {
+        let job = |change: &crate::event::ChangeRef, reset_first| Job {
+            repo: change.repo.name.to_string(),
+            number: change.number.0,
+            installation: change.repo.installation,
+            reset_first,
+        };
+        match &delivery.event {
+            Event::ChangeUpdated(update) => {
+                let retarget =
+                    matches!(update.action, crate::event::ChangeAction::Retargeted { .. });
+                vec![job(&update.change, retarget)]
+            }
+            Event::Review(review) => vec![job(&review.change, false)],
+            Event::CommentCreated(comment) => {
+                // The identity is looked up by the worker, never here: intake must answer fast.
+                // Until it is known, a comment by tollgate itself costs one evaluation that
+                // finds nothing to change.
+                let own = self.identity.get().is_some_and(|identity| {
+                    comment
+                        .author
+                        .login
+                        .as_str()
+                        .eq_ignore_ascii_case(&identity.login)
+                });
+                // Only commands change a decision; tollgate's own comments never loop back.
+                if own
+                    || !comment
+                        .body
+                        .contains(crate::policy::commands::COMMAND_PREFIX)
+                {
+                    Vec::new()
+                } else {
+                    vec![job(&comment.change, false)]
+                }
+            }
+            Event::CheckRerequested(request) => request
+                .changes
+                .iter()
+                .map(|number| Job {
+                    repo: request.repo.name.to_string(),
+                    number: number.0,
+                    installation: request.repo.installation,
+                    reset_first: false,
+                })
+                .collect(),
+            Event::Ping | Event::ChangeClosed(_) | Event::Ignored { .. } => Vec::new(),
+        }
+    }
+}
+
+fn in_progress(pr: &PullRequest) -> CheckReport {
+    CheckReport {
+        conclusion: None,
+        title: format!("Re-evaluating for base branch {}", pr.base.name),
+        summary: "The base branch changed; tollgate is evaluating the change under its policy."
+            .to_owned(),
+        annotations: Vec::new(),
+        details_url: pr.html_url.clone(),
+    }
+}
+
+fn invalid_policy(pr: &PullRequest, errors: &str) -> CheckReport {
+    CheckReport {
+        conclusion: Some(Conclusion::Failure),
+        title: "Invalid .governance.toml".to_owned(),
+        summary: format!(
+            "The policy at the base commit cannot be used, so nothing can pass until it is fixed:\n\n```text\n{errors}\n```"
+        ),
+        annotations: Vec::new(),
+        details_url: pr.html_url.clone(),
+    }
+}
+
+fn could_not_evaluate(pr: &PullRequest, error: &str) -> CheckReport {
+    CheckReport {
+        conclusion: Some(Conclusion::Failure),
+        title: "tollgate could not evaluate this change".to_owned(),
+        summary: format!("{error}\n\nComment `/tollgate recheck` to try again."),
+        annotations: Vec::new(),
+        details_url: pr.html_url.clone(),
+    }
+}
+
+/// The worker as the intake's sink.
+pub struct GithubSink(pub Arc<GithubWorker>);
+
+impl EventSink for GithubSink {
+    fn accept(&self, delivery: Delivery) -> AcceptFuture<'_> {
+        Box::pin(async move {
+            for job in self.0.jobs_for(&delivery) {
+                self.0.enqueue(job).await;
+            }
+            Ok(())
+        })
+    }
+}
