@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::{Mutex, Notify, OnceCell};
+use tracing::Instrument as _;
 
 use super::api::{ApiError, FileAt, GithubApi, Identity};
 use super::facts::{Caches, Gatherer, PolicyAt, PullRequest};
@@ -43,6 +44,8 @@ pub struct GithubWorker {
     queue: Mutex<VecDeque<Job>>,
     queued: std::sync::Mutex<HashSet<(String, u64)>>,
     wake: Notify,
+    /// Evaluations running (0 or 1).
+    busy: std::sync::atomic::AtomicUsize,
 }
 
 impl GithubWorker {
@@ -56,6 +59,7 @@ impl GithubWorker {
             queue: Mutex::new(VecDeque::new()),
             queued: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            busy: std::sync::atomic::AtomicUsize::new(0),
         });
         let runner = Arc::clone(&worker);
         tokio::spawn(async move { runner.run().await });
@@ -84,9 +88,31 @@ impl GithubWorker {
         self.wake.notify_one();
     }
 
-    async fn run(self: Arc<Self>) {
+    /// Waits until nothing is queued or running (for tests and graceful shutdown).
+    pub async fn settle(&self) {
         loop {
-            let job = self.queue.lock().await.pop_front();
+            let idle = self.queue.lock().await.is_empty()
+                && self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0;
+            if idle {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let job = {
+                let mut queue = self.queue.lock().await;
+                let job = queue.pop_front();
+                if job.is_some() {
+                    // Marked busy while the queue lock is held, so `settle` never sees an
+                    // empty queue and an idle worker between the two.
+                    self.busy.fetch_add(1, Ordering::SeqCst);
+                }
+                job
+            };
             let Some(job) = job else {
                 self.wake.notified().await;
                 continue;
@@ -98,10 +124,10 @@ impl GithubWorker {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&(job.repo.clone(), job.number));
             let span = tracing::info_span!("evaluate", repo = %job.repo, number = job.number);
-            let _entered = span.enter();
-            if let Err(error) = self.process(&job).await {
-                tracing::error!(%error, "evaluation failed");
+            if let Err(error) = self.process(&job).instrument(span.clone()).await {
+                tracing::error!(parent: &span, %error, "evaluation failed");
             }
+            self.busy.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
