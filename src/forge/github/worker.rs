@@ -148,8 +148,34 @@ impl GithubWorker {
         if pr.state != "open" {
             return Ok(());
         }
+        let outcome = self
+            .decide_and_publish(job, &gatherer, &identity, &pr)
+            .await;
+        if let Err(error) = &outcome {
+            // Whatever went wrong, the head must not keep a result computed for other facts.
+            let report = could_not_evaluate(&pr, &error.to_string());
+            let _ = publish::publish_check(
+                &client,
+                &job.repo,
+                &identity,
+                &self.check_name,
+                &pr.head.sha,
+                &report,
+            )
+            .await;
+        }
+        outcome
+    }
+
+    async fn decide_and_publish(
+        &self,
+        job: &Job,
+        gatherer: &Gatherer<'_>,
+        identity: &Identity,
+        pr: &PullRequest,
+    ) -> Result<(), ApiError> {
+        let client = gatherer.client;
         let publish = |report: CheckReport| {
-            let (client, identity) = (&client, &identity);
             let (repo, name, sha) = (
                 job.repo.clone(),
                 self.check_name.clone(),
@@ -158,14 +184,14 @@ impl GithubWorker {
             async move { publish::publish_check(client, &repo, identity, &name, &sha, &report).await }
         };
         if job.reset_first {
-            publish(in_progress(&pr)).await?;
+            publish(in_progress(pr)).await?;
         }
         let policy = match gatherer.policy(&pr.base.sha).await? {
             // No policy: the repository is not governed by tollgate; publish nothing.
             PolicyAt::Absent => return Ok(()),
             PolicyAt::Invalid(errors) => {
                 return publish(invalid_policy(
-                    &pr,
+                    pr,
                     &errors.render(crate::policy::model::POLICY_PATH),
                 ))
                 .await;
@@ -173,21 +199,21 @@ impl GithubWorker {
             PolicyAt::Valid(policy) => policy,
         };
         let facts = match gatherer
-            .facts(&policy, &pr, &identity.login, Utc::now())
+            .facts(&policy, pr, &identity.login, Utc::now())
             .await
         {
             Ok(facts) => facts,
-            Err(error) => return publish(could_not_evaluate(&pr, &error.to_string())).await,
+            Err(error) => return publish(could_not_evaluate(pr, &error.to_string())).await,
         };
         let decision = evaluate(&policy, &facts);
-        let renderer = self.renderer(&gatherer, &pr).await?;
+        let renderer = self.renderer(gatherer, pr).await?;
         let (summary, comment) = match (
             renderer.check_summary(&decision, &facts),
             renderer.comment(&decision, &facts),
         ) {
             (Ok(summary), Ok(comment)) => (summary, comment),
             (Err(error), _) | (_, Err(error)) => {
-                return publish(could_not_evaluate(&pr, &error.to_string())).await;
+                return publish(could_not_evaluate(pr, &error.to_string())).await;
             }
         };
         let report = CheckReport {
@@ -200,7 +226,7 @@ impl GithubWorker {
         tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
         publish(report).await?;
         if decision.tier.is_some() {
-            publish::upsert_comment(&client, &job.repo, job.number, &identity, &comment).await?;
+            publish::upsert_comment(client, &job.repo, job.number, identity, &comment).await?;
         }
         Ok(())
     }
