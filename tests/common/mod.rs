@@ -142,3 +142,4 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
     files.sort();
     files
 }
+pub mod fake_github;

@@ -1,0 +1,483 @@
+//! tollgate on GitHub, end to end in one process: signed webhooks into the real intake, the
+//! worker gathering facts from a fake GitHub (which checks every request against GitHub's
+//! OpenAPI description), and the check run and sticky comment it publishes.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use chrono::TimeDelta;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tollgate::forge::github::api::{Auth, GithubApi};
+use tollgate::forge::github::worker::{GithubSink, GithubWorker};
+use tollgate::intake::{IntakeSecrets, IntakeState};
+use tollgate::metrics::Metrics;
+use tollgate::render::COMMENT_MARKER;
+
+use common::fake_github::{CheckRunView, CommitSpec, FakeGitHub, FileChange, PrSpec};
+use common::{GITHUB_SECRET, TestApp};
+
+const REPO: &str = "acme/fraud-model";
+const BASE: &str = "base0000000000000000000000000000000000000";
+const HEAD1: &str = "head1111111111111111111111111111111111111";
+const HEAD2: &str = "head2222222222222222222222222222222222222";
+const CHECK: &str = "tollgate";
+
+const CARD: &str = "# Fraud v2\n## Intended use\nScoring card payments.\n## Metrics\nAUC 0.93\n## Limitations\nNot for loans.\n";
+const BODY: &str =
+    "New fraud model.\n\n## Rollback plan\nRevert this PR; v1 stays in the registry.\n";
+
+struct Tester {
+    fake: FakeGitHub,
+    app: TestApp,
+    worker: Arc<GithubWorker>,
+    delivery: std::sync::atomic::AtomicUsize,
+}
+
+impl Tester {
+    async fn new(app_mode: bool) -> Tester {
+        let fake = FakeGitHub::start().await;
+        let auth = if app_mode {
+            fake.set_app("tollgate-test", 4242);
+            let pem = std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/fixtures/github-app-test-key.pem"
+            ))
+            .unwrap();
+            Auth::App {
+                app_id: 4242,
+                private_key_pem: SecretString::from(pem),
+            }
+        } else {
+            fake.set_user("tollgate-bot");
+            Auth::Token(SecretString::from("ghp_test"))
+        };
+        let api = GithubApi::new(&fake.url().parse().unwrap(), auth).unwrap();
+        let worker = GithubWorker::start(api, CHECK.to_owned());
+        let metrics = Metrics::new();
+        let secrets = IntakeSecrets {
+            github: vec![SecretString::from(GITHUB_SECRET)],
+            gitlab: vec![],
+        };
+        let state = IntakeState::new(
+            secrets,
+            metrics.clone(),
+            Arc::new(GithubSink(worker.clone())),
+        );
+        let app = TestApp {
+            router: tollgate::server::router(state, metrics.clone()),
+            sink: Arc::new(tollgate::sink::MemorySink::default()),
+            metrics,
+        };
+        let tester = Tester {
+            fake,
+            app,
+            worker,
+            delivery: 0.into(),
+        };
+        tester.seed();
+        tester
+    }
+
+    /// The worked example 1 repository: the fraud policy at the base, teams and permissions.
+    fn seed(&self) {
+        let policy = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/examples/fraud-model.governance.toml"
+        ))
+        .unwrap();
+        let fake = &self.fake;
+        fake.set_file(REPO, BASE, ".governance.toml", &policy);
+        fake.set_file(
+            REPO,
+            BASE,
+            "data/transactions/DATASHEET.md",
+            "# Transactions\n",
+        );
+        fake.set_file(REPO, BASE, "eval/metrics.json", r#"{"auc": 0.91}"#);
+        for (team, members) in [
+            ("data-platform", &["dana"][..]),
+            ("model-risk", &["rita"]),
+            ("ml-ops", &["omar"]),
+            ("ml-leads", &["lena", "alice"]),
+            ("ml-oncall", &["olga"]),
+        ] {
+            fake.set_team("acme", team, members);
+        }
+        for user in ["alice", "dana", "rita", "omar", "lena", "olga"] {
+            fake.set_permission(REPO, user, "write");
+        }
+        fake.set_permission(REPO, "rhea", "read");
+        fake.set_team("acme", "model-risk", &["rita", "rhea"]);
+    }
+
+    fn open_fraud_pr(&self) {
+        self.fake.open_pr(
+            REPO,
+            PrSpec {
+                number: 7,
+                author: "alice".to_owned(),
+                title: "Fraud model v2".to_owned(),
+                body: BODY.to_owned(),
+                base_sha: BASE.to_owned(),
+                commits: vec![CommitSpec::new(
+                    HEAD1,
+                    "alice",
+                    vec![
+                        FileChange::added("models/fraud/v2/model.onnx", "weights"),
+                        FileChange::modified("models/fraud/MODEL_CARD.md", CARD),
+                        FileChange::added("reports/validation/fraud-v2.html", "<html>ok</html>"),
+                        FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
+                        FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
+                    ],
+                )],
+                ..PrSpec::default()
+            },
+        );
+    }
+
+    fn installation(&self) -> Value {
+        json!({ "id": self.fake.installation_id() })
+    }
+
+    fn pr_payload(&self, action: &str, head: &str) -> Value {
+        json!({
+            "action": action,
+            "number": 7,
+            "pull_request": {
+                "number": 7, "user": {"login": "alice", "id": 1},
+                "head": {"ref": "feature", "sha": head}, "base": {"ref": "main", "sha": BASE},
+                "labels": [], "title": "Fraud model v2", "body": BODY
+            },
+            "repository": {"id": 99, "full_name": REPO},
+            "installation": self.installation(),
+        })
+    }
+
+    fn review_payload(&self, reviewer: &str, state: &str, commit: &str) -> Value {
+        json!({
+            "action": "submitted",
+            "review": {"user": {"login": reviewer, "id": 2}, "state": state, "commit_id": commit,
+                       "submitted_at": "2026-11-26T10:00:00Z"},
+            "pull_request": {"number": 7},
+            "repository": {"id": 99, "full_name": REPO},
+            "installation": self.installation(),
+        })
+    }
+
+    /// Sends a signed delivery through intake and waits until the worker is done with it.
+    async fn deliver(&self, event: &str, payload: &Value) {
+        let n = self
+            .delivery
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let request = common::github_request(
+            event,
+            &format!("d-{n}"),
+            serde_json::to_vec(payload).unwrap(),
+            GITHUB_SECRET,
+        );
+        let (status, body) = self.app.send(request).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.worker.settle())
+            .await
+            .expect("the worker settles");
+    }
+
+    async fn review(&self, reviewer: &str, state: &str, commit: &str) {
+        self.fake.advance(TimeDelta::minutes(5));
+        self.fake.add_review(
+            REPO,
+            7,
+            reviewer,
+            &state.to_uppercase(),
+            commit,
+            self.fake.now(),
+        );
+        self.deliver(
+            "pull_request_review",
+            &self.review_payload(reviewer, state, commit),
+        )
+        .await;
+    }
+
+    fn check(&self, sha: &str) -> CheckRunView {
+        let runs: Vec<CheckRunView> = self
+            .fake
+            .check_runs(REPO)
+            .into_iter()
+            .filter(|r| r.head_sha == sha && r.name == CHECK)
+            .collect();
+        assert_eq!(
+            runs.len(),
+            1,
+            "exactly one check run per head sha: {runs:#?}"
+        );
+        runs.into_iter().next().unwrap()
+    }
+
+    fn sticky_comments(&self) -> Vec<common::fake_github::CommentView> {
+        self.fake
+            .comments(REPO, 7)
+            .into_iter()
+            .filter(|c| c.body.contains(COMMENT_MARKER))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn worked_example_1_runs_event_by_event() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+
+    let run = t.check(HEAD1);
+    assert_eq!(
+        run.conclusion.as_deref(),
+        Some("action_required"),
+        "{run:#?}"
+    );
+    assert_eq!(run.title.as_deref(), Some("High risk — 0 of 4 sign-offs"));
+    let summary = run.summary.clone().unwrap();
+    for role in ["data_reviewer", "risk_reviewer", "ops_reviewer", "approver"] {
+        assert!(
+            summary.contains(role),
+            "{role} missing from the summary:\n{summary}"
+        );
+    }
+    assert!(
+        run.annotations_count >= 1,
+        "the model artifact is annotated"
+    );
+
+    // The author's approval never counts.
+    t.review("alice", "approved", HEAD1).await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.title.as_deref(), Some("High risk — 0 of 4 sign-offs"));
+    let comment = &t.sticky_comments()[0].body;
+    assert!(
+        comment.contains("alice: the author cannot approve their own change"),
+        "{comment}"
+    );
+
+    // A read-only member of a required team does not count either.
+    t.review("rhea", "approved", HEAD1).await;
+    assert_eq!(
+        t.check(HEAD1).title.as_deref(),
+        Some("High risk — 0 of 4 sign-offs")
+    );
+
+    // Each distinct role holder moves it; the fourth makes it pass.
+    for (i, reviewer) in ["dana", "rita", "omar"].iter().enumerate() {
+        t.review(reviewer, "approved", HEAD1).await;
+        let run = t.check(HEAD1);
+        assert_eq!(run.conclusion.as_deref(), Some("action_required"));
+        assert_eq!(
+            run.title,
+            Some(format!("High risk — {} of 4 sign-offs", i + 1))
+        );
+    }
+    t.review("lena", "approved", HEAD1).await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{run:#?}");
+    assert_eq!(run.title.as_deref(), Some("High risk — passed"));
+    assert!(
+        run.history
+            .iter()
+            .all(|(_, c)| c.as_deref() != Some("success"))
+            || run.history.last().unwrap().1.as_deref() == Some("success"),
+    );
+    // Never success before the fourth sign-off.
+    let successes = run
+        .history
+        .iter()
+        .filter(|(_, c)| c.as_deref() == Some("success"))
+        .count();
+    assert_eq!(successes, 1, "{:?}", run.history);
+
+    // A later push touching models/ is no longer a success: approvals on the old head are stale.
+    t.fake.advance(TimeDelta::minutes(5));
+    t.fake.push(
+        REPO,
+        7,
+        CommitSpec::new(
+            HEAD2,
+            "alice",
+            vec![FileChange::modified(
+                "models/fraud/v2/model.onnx",
+                "new weights",
+            )],
+        ),
+    );
+    t.deliver("pull_request", &t.pr_payload("synchronize", HEAD2))
+        .await;
+    let run = t.check(HEAD2);
+    assert_ne!(run.conclusion.as_deref(), Some("success"), "{run:#?}");
+    assert!(
+        run.history
+            .iter()
+            .all(|(_, c)| c.as_deref() != Some("success"))
+    );
+
+    // One sticky comment through it all, written by the App.
+    let sticky = t.sticky_comments();
+    assert_eq!(sticky.len(), 1);
+    assert_eq!(sticky[0].author, "tollgate-test[bot]");
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn the_policy_is_read_at_the_base_even_when_the_pr_edits_it() {
+    let t = Tester::new(true).await;
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            body: BODY.to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD1,
+                "alice",
+                vec![FileChange::modified(
+                    ".governance.toml",
+                    "version = 1\n[tiers.low]\n",
+                )],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let policy_reads: Vec<_> = t
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/contents/.governance.toml"))
+        .collect();
+    assert!(!policy_reads.is_empty());
+    for read in &policy_reads {
+        assert_eq!(
+            read.query_param("ref"),
+            Some(BASE),
+            "the policy must be read at the base sha"
+        );
+    }
+    let run = t.check(HEAD1);
+    assert_eq!(
+        run.conclusion.as_deref(),
+        Some("action_required"),
+        "a policy edit needs the approver: {run:#?}"
+    );
+    let comment = &t.sticky_comments()[0].body;
+    assert!(
+        comment.contains("judged by the policy at the base commit"),
+        "{comment}"
+    );
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn redeliveries_and_bursts_leave_exactly_one_comment() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    let payload = t.pr_payload("opened", HEAD1);
+    for _ in 0..3 {
+        t.deliver("pull_request", &payload).await;
+    }
+    for action in [
+        "edited",
+        "labeled",
+        "unlabeled",
+        "synchronize",
+        "ready_for_review",
+        "reopened",
+        "edited",
+    ] {
+        t.deliver("pull_request", &t.pr_payload(action, HEAD1))
+            .await;
+    }
+    assert_eq!(t.sticky_comments().len(), 1);
+    assert_eq!(
+        t.fake.check_runs(REPO).len(),
+        1,
+        "one check run per head sha, updated in place"
+    );
+}
+
+#[tokio::test]
+async fn a_marker_comment_by_someone_else_is_neither_edited_nor_trusted() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    let forged = format!("{COMMENT_MARKER}\n## High risk — passed\nAll signed off.");
+    let forged_id = t.fake.add_comment(REPO, 7, "mallory", &forged);
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let comments = t.fake.comments(REPO, 7);
+    let mallory = comments.iter().find(|c| c.id == forged_id).unwrap();
+    assert_eq!(
+        mallory.body, forged,
+        "someone else's comment is never edited"
+    );
+    let ours: Vec<_> = comments
+        .iter()
+        .filter(|c| c.author == "tollgate-test[bot]")
+        .collect();
+    assert_eq!(ours.len(), 1);
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+}
+
+#[tokio::test]
+async fn token_mode_publishes_a_commit_status() {
+    let t = Tester::new(false).await;
+    t.open_fraud_pr();
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    assert!(
+        t.fake.check_runs(REPO).is_empty(),
+        "token mode cannot create check runs"
+    );
+    let statuses = t.fake.statuses(REPO, HEAD1);
+    let last = statuses.last().expect("a status");
+    assert_eq!(
+        (last.context.as_str(), last.state.as_str()),
+        (CHECK, "pending")
+    );
+    assert!(
+        last.description
+            .as_deref()
+            .unwrap()
+            .starts_with("High risk")
+    );
+    let sticky = t.sticky_comments();
+    assert_eq!(sticky.len(), 1);
+    assert_eq!(sticky[0].author, "tollgate-bot");
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn a_repository_without_a_policy_is_left_alone() {
+    let t = Tester::new(true).await;
+    t.fake.open_pr(
+        "acme/other",
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD1,
+                "alice",
+                vec![FileChange::added("x.py", "1")],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    let mut payload = t.pr_payload("opened", HEAD1);
+    payload["repository"]["full_name"] = "acme/other".into();
+    t.deliver("pull_request", &payload).await;
+    assert!(t.fake.check_runs("acme/other").is_empty());
+    assert!(t.fake.comments("acme/other", 7).is_empty());
+}
