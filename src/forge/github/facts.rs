@@ -153,6 +153,7 @@ struct GitSignature {
 
 #[derive(Deserialize)]
 struct ApiComment {
+    id: u64,
     user: Option<Login>,
     body: Option<String>,
     created_at: DateTime<Utc>,
@@ -168,11 +169,36 @@ struct Compare {
 /// (repository, path, commit).
 type FileKey = (String, String, String);
 
+/// A comment already on the pull request (for finding the sticky comment without listing
+/// the comments a second time).
+#[derive(Debug, Clone)]
+pub struct ExistingComment {
+    /// Its id.
+    pub id: u64,
+    /// Its author's login.
+    pub author: String,
+    /// Its text.
+    pub body: String,
+}
+
+/// What [`Gatherer::facts`] found.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    /// The facts for the engine.
+    pub facts: ChangeFacts,
+    /// Every comment on the pull request, tollgate's own included.
+    pub comments: Vec<ExistingComment>,
+}
+
 /// Caches shared by every evaluation: file contents by (repo, path, commit) — immutable, with
 /// their ETags — parsed policies by contents, permissions and memberships with a short TTL.
 #[derive(Default)]
 pub struct Caches {
     files: Mutex<HashMap<FileKey, (FileAt, Option<String>)>>,
+    /// The latest version read of each (repository, path), whatever the commit: its ETag is
+    /// sent when the same path is read at a new commit, and a 304 reuses its contents.
+    latest: Mutex<HashMap<(String, String), (FileAt, String)>>,
+    trees: Mutex<HashMap<(String, String), Arc<Vec<String>>>>,
     policies: Mutex<HashMap<String, PolicyAt>>,
     permissions: Mutex<HashMap<(String, String), (bool, Instant)>>,
     memberships: Mutex<HashMap<(String, String), (bool, Instant)>>,
@@ -208,14 +234,24 @@ impl Gatherer<'_> {
         if let Some((file, _)) = lock(&self.caches.files).get(&key) {
             return Ok(file.clone());
         }
-        match api::read_file(self.client, self.repo, path, sha, None).await? {
+        let latest_key = (self.repo.to_owned(), path.to_owned());
+        let latest = lock(&self.caches.latest).get(&latest_key).cloned();
+        let etag = latest.as_ref().map(|(_, tag)| tag.as_str());
+        let file = match api::read_file(self.client, self.repo, path, sha, etag).await? {
             Some((file, etag)) => {
-                lock(&self.caches.files).insert(key, (file.clone(), etag));
-                Ok(file)
+                if let Some(tag) = &etag {
+                    lock(&self.caches.latest).insert(latest_key, (file.clone(), tag.clone()));
+                }
+                file
             }
-            // No ETag was sent, so GitHub cannot answer 304; treat it as absent.
-            None => Ok(FileAt::Missing),
-        }
+            // 304: the same representation as the latest read of this path.
+            None => match latest {
+                Some((file, _)) => file,
+                None => FileAt::Missing,
+            },
+        };
+        lock(&self.caches.files).insert(key, (file.clone(), None));
+        Ok(file)
     }
 
     /// The policy at the base commit (parsed once per distinct contents).
@@ -304,7 +340,7 @@ impl Gatherer<'_> {
         pr: &PullRequest,
         own_login: &str,
         now: DateTime<Utc>,
-    ) -> Result<ChangeFacts, GatherError> {
+    ) -> Result<Gathered, GatherError> {
         let number = pr.number;
         let repo = self.repo;
         let files: Vec<PrFile> = api::all_pages(
@@ -367,7 +403,17 @@ impl Gatherer<'_> {
         facts.comments = comments_of(&comments, &commits, &pr.head.sha, own_login);
         self.contents(policy, &mut facts).await?;
         self.people(policy, &mut facts).await?;
-        Ok(facts)
+        let comments = comments
+            .into_iter()
+            .filter_map(|c| {
+                Some(ExistingComment {
+                    id: c.id,
+                    author: c.user?.login,
+                    body: c.body.unwrap_or_default(),
+                })
+            })
+            .collect();
+        Ok(Gathered { facts, comments })
     }
 
     /// Reviews with, for each one given on an older commit, the files changed since.
@@ -445,7 +491,9 @@ impl Gatherer<'_> {
                 head_reads.insert(file.path.clone());
             }
         }
-        // Evidence that only has to exist may live outside the change: list the head tree once.
+        // Evidence that only has to exist may live outside the change. A file at the base that
+        // the change does not touch is at the head too, unchanged: list the base tree (the same
+        // for every push to this PR, so it is read once) and read such documents at the base.
         let needs_tree = policy.evidence.values().any(|e| {
             e.paths.is_some()
                 && e.must == FileRequirement::Exist
@@ -454,18 +502,32 @@ impl Gatherer<'_> {
                     .iter()
                     .any(|f| e.paths.as_ref().is_some_and(|p| p.matches(&f.path)))
         });
+        let touched: BTreeSet<&str> = facts
+            .files
+            .iter()
+            .flat_map(|f| std::iter::once(f.path.as_str()).chain(f.previous_path.as_deref()))
+            .collect();
+        let mut unchanged_documents: BTreeSet<String> = BTreeSet::new();
         if needs_tree {
-            for path in self.tree(&facts.head_sha).await? {
+            for path in self.tree(&facts.base_sha).await?.iter() {
+                if touched.contains(path.as_str()) {
+                    continue;
+                }
                 for rule in policy.evidence.values() {
-                    if rule.paths.as_ref().is_some_and(|p| p.matches(&path)) {
+                    if rule.paths.as_ref().is_some_and(|p| p.matches(path)) {
                         facts.head_paths.insert(path.clone());
                         if !rule.sections.is_empty()
-                            && head_reads.len() < facts.files.len() + MAX_EVIDENCE_DOCUMENTS
+                            && unchanged_documents.len() < MAX_EVIDENCE_DOCUMENTS
                         {
-                            head_reads.insert(path.clone());
+                            unchanged_documents.insert(path.clone());
                         }
                     }
                 }
+            }
+        }
+        for path in unchanged_documents {
+            if let FileAt::Text(text) = self.file(&path, &facts.base_sha).await? {
+                facts.head_contents.insert(path, text);
             }
         }
         for path in base_reads {
@@ -481,8 +543,8 @@ impl Gatherer<'_> {
         Ok(())
     }
 
-    /// Every path at a commit (the git trees API; cached like a file).
-    async fn tree(&self, sha: &str) -> Result<Vec<String>, ApiError> {
+    /// Every path at a commit (the git trees API; cached: a commit never changes).
+    async fn tree(&self, sha: &str) -> Result<Arc<Vec<String>>, ApiError> {
         #[derive(Deserialize)]
         struct Tree {
             tree: Vec<Entry>,
@@ -493,6 +555,10 @@ impl Gatherer<'_> {
             #[serde(rename = "type")]
             kind: String,
         }
+        let key = (self.repo.to_owned(), sha.to_owned());
+        if let Some(paths) = lock(&self.caches.trees).get(&key) {
+            return Ok(Arc::clone(paths));
+        }
         let tree: Tree = self
             .client
             .get(
@@ -500,12 +566,15 @@ impl Gatherer<'_> {
                 None::<&()>,
             )
             .await?;
-        Ok(tree
-            .tree
-            .into_iter()
-            .filter(|e| e.kind == "blob")
-            .map(|e| e.path)
-            .collect())
+        let paths: Arc<Vec<String>> = Arc::new(
+            tree.tree
+                .into_iter()
+                .filter(|e| e.kind == "blob")
+                .map(|e| e.path)
+                .collect(),
+        );
+        lock(&self.caches.trees).insert(key, Arc::clone(&paths));
+        Ok(paths)
     }
 
     /// Who may write, and who of the people involved belongs to the policy's teams. Only the

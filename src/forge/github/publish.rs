@@ -6,6 +6,7 @@ use octocrab::Octocrab;
 use serde::{Deserialize, Serialize};
 
 use super::api::{self, ApiError, Identity};
+use super::facts::ExistingComment;
 use crate::policy::decision::{BlockReason, Decision, Outcome, Signal};
 use crate::render::COMMENT_MARKER;
 
@@ -137,6 +138,9 @@ struct Output<'a> {
 
 /// Publishes the report on `head_sha` under `name`: updates tollgate's existing check run for
 /// that commit, or creates it (App mode); posts a commit status (token mode).
+///
+/// `known_run` is the id of tollgate's run for this commit when the caller remembers it (saves
+/// listing the commit's runs); the id of the run written is returned (None for a status).
 pub async fn publish_check(
     client: &Octocrab,
     repo: &str,
@@ -144,24 +148,16 @@ pub async fn publish_check(
     name: &str,
     head_sha: &str,
     report: &CheckReport,
-) -> Result<(), ApiError> {
+    known_run: Option<u64>,
+) -> Result<Option<u64>, ApiError> {
     let Some(app_id) = identity.app_id else {
-        return post_status(client, repo, name, head_sha, report).await;
+        post_status(client, repo, name, head_sha, report).await?;
+        return Ok(None);
     };
-    let existing: CheckRuns = client
-        .get(
-            format!(
-                "/repos/{repo}/commits/{head_sha}/check-runs?check_name={}&app_id={app_id}",
-                api::encode_component(name)
-            ),
-            None::<&()>,
-        )
-        .await?;
-    // Only a run created by this App is ours: anyone can name a check run `tollgate`.
-    let ours = existing
-        .check_runs
-        .iter()
-        .find(|r| r.app.as_ref().is_some_and(|a| a.id == app_id));
+    let ours = match known_run {
+        Some(id) => Some(id),
+        None => find_run(client, repo, app_id, name, head_sha).await?,
+    };
     let mut batches = report.annotations.chunks(ANNOTATIONS_PER_REQUEST);
     let first = batches.next().unwrap_or(&[]);
     let mut body = serde_json::json!({
@@ -179,11 +175,11 @@ pub async fn publish_check(
         body["details_url"] = url.clone().into();
     }
     let id = match ours {
-        Some(run) => {
+        Some(id) => {
             let _: serde_json::Value = client
-                .patch(format!("/repos/{repo}/check-runs/{}", run.id), Some(&body))
+                .patch(format!("/repos/{repo}/check-runs/{id}"), Some(&body))
                 .await?;
-            run.id
+            id
         }
         None => {
             body["head_sha"] = head_sha.into();
@@ -201,7 +197,32 @@ pub async fn publish_check(
             .patch(format!("/repos/{repo}/check-runs/{id}"), Some(&more))
             .await?;
     }
-    Ok(())
+    Ok(Some(id))
+}
+
+/// tollgate's run for a commit, if there is one. Only a run created by this App is ours:
+/// anyone can name a check run `tollgate`.
+async fn find_run(
+    client: &Octocrab,
+    repo: &str,
+    app_id: u64,
+    name: &str,
+    head_sha: &str,
+) -> Result<Option<u64>, ApiError> {
+    let existing: CheckRuns = client
+        .get(
+            format!(
+                "/repos/{repo}/commits/{head_sha}/check-runs?check_name={}&app_id={app_id}",
+                api::encode_component(name)
+            ),
+            None::<&()>,
+        )
+        .await?;
+    Ok(existing
+        .check_runs
+        .iter()
+        .find(|r| r.app.as_ref().is_some_and(|a| a.id == app_id))
+        .map(|r| r.id))
 }
 
 async fn post_status(
@@ -226,13 +247,6 @@ async fn post_status(
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct IssueComment {
-    id: u64,
-    user: Option<super::facts::Login>,
-    body: Option<String>,
-}
-
 /// What happened to the sticky comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommentAction {
@@ -252,24 +266,14 @@ pub async fn upsert_comment(
     number: u64,
     identity: &Identity,
     body: &str,
+    existing: &[ExistingComment],
 ) -> Result<CommentAction, ApiError> {
-    let comments: Vec<IssueComment> = api::all_pages(
-        client,
-        &format!("/repos/{repo}/issues/{number}/comments"),
-        usize::MAX,
-    )
-    .await?;
-    let ours = comments.iter().find(|c| {
-        c.user
-            .as_ref()
-            .is_some_and(|u| u.login.eq_ignore_ascii_case(&identity.login))
-            && c.body
-                .as_deref()
-                .is_some_and(|b| b.contains(COMMENT_MARKER))
-    });
+    let ours = existing
+        .iter()
+        .find(|c| c.author.eq_ignore_ascii_case(&identity.login) && c.body.contains(COMMENT_MARKER));
     let payload = serde_json::json!({ "body": body });
     match ours {
-        Some(comment) if comment.body.as_deref() == Some(body) => Ok(CommentAction::Unchanged),
+        Some(comment) if comment.body == body => Ok(CommentAction::Unchanged),
         Some(comment) => {
             let _: serde_json::Value = client
                 .patch(

@@ -46,6 +46,8 @@ pub struct GithubWorker {
     wake: Notify,
     /// Evaluations running (0 or 1).
     busy: std::sync::atomic::AtomicUsize,
+    /// tollgate's check run per (repository, head sha), once known: updates go straight to it.
+    runs: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
 }
 
 impl GithubWorker {
@@ -60,6 +62,7 @@ impl GithubWorker {
             queued: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
+            runs: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let runner = Arc::clone(&worker);
         tokio::spawn(async move { runner.run().await });
@@ -154,15 +157,9 @@ impl GithubWorker {
         if let Err(error) = &outcome {
             // Whatever went wrong, the head must not keep a result computed for other facts.
             let report = could_not_evaluate(&pr, &error.to_string());
-            let _ = publish::publish_check(
-                &client,
-                &job.repo,
-                &identity,
-                &self.check_name,
-                &pr.head.sha,
-                &report,
-            )
-            .await;
+            let _ = self
+                .publish(&client, &job.repo, &identity, &pr.head.sha, &report)
+                .await;
         }
         outcome
     }
@@ -175,45 +172,47 @@ impl GithubWorker {
         pr: &PullRequest,
     ) -> Result<(), ApiError> {
         let client = gatherer.client;
-        let publish = |report: CheckReport| {
-            let (repo, name, sha) = (
-                job.repo.clone(),
-                self.check_name.clone(),
-                pr.head.sha.clone(),
-            );
-            async move { publish::publish_check(client, &repo, identity, &name, &sha, &report).await }
-        };
-        if job.reset_first {
-            publish(in_progress(pr)).await?;
-        }
+        let repo = job.repo.as_str();
+        let sha = pr.head.sha.as_str();
         let policy = match gatherer.policy(&pr.base.sha).await? {
             // No policy: the repository is not governed by tollgate; publish nothing.
             PolicyAt::Absent => return Ok(()),
             PolicyAt::Invalid(errors) => {
-                return publish(invalid_policy(
-                    pr,
-                    &errors.render(crate::policy::model::POLICY_PATH),
-                ))
-                .await;
+                let report = invalid_policy(pr, &errors.render(crate::policy::model::POLICY_PATH));
+                return self.publish(client, repo, identity, sha, &report).await;
             }
             PolicyAt::Valid(policy) => policy,
         };
-        let facts = match gatherer
+        // A base branch the policy does not govern gets no check at all, not a green one: a
+        // green result could otherwise be carried to a governed branch by a retarget.
+        if !policy.governed_branches.matches(&pr.base.name) {
+            return Ok(());
+        }
+        if job.reset_first {
+            self.publish(client, repo, identity, sha, &in_progress(pr))
+                .await?;
+        }
+        let gathered = match gatherer
             .facts(&policy, pr, &identity.login, Utc::now())
             .await
         {
-            Ok(facts) => facts,
-            Err(error) => return publish(could_not_evaluate(pr, &error.to_string())).await,
+            Ok(gathered) => gathered,
+            Err(error) => {
+                let report = could_not_evaluate(pr, &error.to_string());
+                return self.publish(client, repo, identity, sha, &report).await;
+            }
         };
-        let decision = evaluate(&policy, &facts);
+        let facts = &gathered.facts;
+        let decision = evaluate(&policy, facts);
         let renderer = self.renderer(gatherer, pr).await?;
         let (summary, comment) = match (
-            renderer.check_summary(&decision, &facts),
-            renderer.comment(&decision, &facts),
+            renderer.check_summary(&decision, facts),
+            renderer.comment(&decision, facts),
         ) {
             (Ok(summary), Ok(comment)) => (summary, comment),
             (Err(error), _) | (_, Err(error)) => {
-                return publish(could_not_evaluate(pr, &error.to_string())).await;
+                let report = could_not_evaluate(pr, &error.to_string());
+                return self.publish(client, repo, identity, sha, &report).await;
             }
         };
         let report = CheckReport {
@@ -224,9 +223,45 @@ impl GithubWorker {
             details_url: pr.html_url.clone(),
         };
         tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
-        publish(report).await?;
+        self.publish(client, repo, identity, sha, &report).await?;
         if decision.tier.is_some() {
-            publish::upsert_comment(client, &job.repo, job.number, identity, &comment).await?;
+            publish::upsert_comment(
+                client,
+                repo,
+                job.number,
+                identity,
+                &comment,
+                &gathered.comments,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a check report, going straight to tollgate's known run for the commit.
+    async fn publish(
+        &self,
+        client: &octocrab::Octocrab,
+        repo: &str,
+        identity: &Identity,
+        sha: &str,
+        report: &CheckReport,
+    ) -> Result<(), ApiError> {
+        let key = (repo.to_owned(), sha.to_owned());
+        let known = self
+            .runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let written =
+            publish::publish_check(client, repo, identity, &self.check_name, sha, report, known)
+                .await?;
+        if let Some(id) = written {
+            self.runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, id);
         }
         Ok(())
     }
