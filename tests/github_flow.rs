@@ -475,3 +475,216 @@ async fn a_repository_without_a_policy_is_left_alone() {
     assert!(t.fake.check_runs("acme/other").is_empty());
     assert!(t.fake.comments("acme/other", 7).is_empty());
 }
+
+impl Tester {
+    fn comment_payload(&self, author: &str, body: &str) -> Value {
+        json!({
+            "action": "created",
+            "issue": {"number": 7, "pull_request": {"url": "https://example/pulls/7"}},
+            "comment": {"id": 1, "user": {"login": author, "id": 3}, "body": body},
+            "repository": {"id": 99, "full_name": REPO},
+            "installation": self.installation(),
+        })
+    }
+
+    async fn comment(&self, author: &str, body: &str) {
+        self.fake.advance(TimeDelta::minutes(1));
+        self.fake.add_comment(REPO, 7, author, body);
+        self.deliver("issue_comment", &self.comment_payload(author, body))
+            .await;
+    }
+}
+
+const EXPERIMENTS_BASE: &str = "exp00000000000000000000000000000000000000";
+
+#[tokio::test]
+async fn retargeting_to_main_never_shows_a_passing_result_for_main() {
+    let t = Tester::new(true).await;
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/fraud-model.governance.toml"
+    ))
+    .unwrap();
+    t.fake
+        .set_file(REPO, EXPERIMENTS_BASE, ".governance.toml", &policy);
+    t.fake.set_file(
+        REPO,
+        EXPERIMENTS_BASE,
+        "eval/metrics.json",
+        r#"{"auc": 0.91}"#,
+    );
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            body: BODY.to_owned(),
+            base_ref: "experiments".to_owned(),
+            base_sha: EXPERIMENTS_BASE.to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD1,
+                "alice",
+                vec![FileChange::added("models/fraud/v2/model.onnx", "weights")],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    let mut opened = t.pr_payload("opened", HEAD1);
+    opened["pull_request"]["base"] = json!({"ref": "experiments", "sha": EXPERIMENTS_BASE});
+    t.deliver("pull_request", &opened).await;
+    assert!(
+        t.fake.check_runs(REPO).is_empty(),
+        "an ungoverned base branch gets no check, so nothing green can be carried over"
+    );
+
+    t.fake.retarget(REPO, 7, "main", BASE);
+    let mut edited = t.pr_payload("edited", HEAD1);
+    edited["changes"] =
+        json!({"base": {"ref": {"from": "experiments"}, "sha": {"from": EXPERIMENTS_BASE}}});
+    t.deliver("pull_request", &edited).await;
+    let run = t.check(HEAD1);
+    assert_eq!(
+        run.history.first().map(|h| h.0.as_str()),
+        Some("in_progress"),
+        "reset first: {:?}",
+        run.history
+    );
+    assert_eq!(run.conclusion.as_deref(), Some("action_required"));
+    assert!(
+        run.history
+            .iter()
+            .all(|(_, c)| c.as_deref() != Some("success")),
+        "{:?}",
+        run.history
+    );
+}
+
+#[tokio::test]
+async fn a_bypass_is_honoured_for_on_call_with_a_ticket_and_refused_otherwise() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+
+    t.comment("dana", "/tollgate bypass INC-42 conversion dropped")
+        .await;
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+    let comment = &t.sticky_comments()[0].body;
+    assert!(
+        comment.contains("refused — only holders of 'on_call'"),
+        "{comment}"
+    );
+
+    t.comment("olga", "/tollgate bypass JIRA-1 conversion dropped")
+        .await;
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+
+    t.comment("olga", "/tollgate bypass INC-42 conversion dropped 10%")
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("success"), "{run:#?}");
+    assert!(
+        run.title
+            .as_deref()
+            .unwrap()
+            .contains("bypassed by olga (INC-42)")
+    );
+    let comment = &t.sticky_comments()[0].body;
+    assert!(comment.contains("post-incident review due"), "{comment}");
+
+    // A new head is not covered by a bypass given for the old one.
+    t.fake.advance(TimeDelta::minutes(5));
+    t.fake.push(
+        REPO,
+        7,
+        CommitSpec::new(
+            HEAD2,
+            "alice",
+            vec![FileChange::modified("models/fraud/v2/model.onnx", "v2")],
+        ),
+    );
+    t.deliver("pull_request", &t.pr_payload("synchronize", HEAD2))
+        .await;
+    assert_eq!(
+        t.check(HEAD2).conclusion.as_deref(),
+        Some("action_required")
+    );
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn an_installation_token_is_minted_once_and_reused() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    for action in ["opened", "edited", "labeled"] {
+        t.deliver("pull_request", &t.pr_payload(action, HEAD1))
+            .await;
+    }
+    assert_eq!(t.fake.tokens_minted(), 1);
+}
+
+#[tokio::test]
+async fn a_synchronize_on_a_50_file_pr_with_warm_caches_stays_within_budget() {
+    let t = Tester::new(true).await;
+    let mut files: Vec<FileChange> = (0..45)
+        .map(|i| FileChange::added(&format!("src/features/f{i}.py"), "x = 1\n"))
+        .collect();
+    files.extend([
+        FileChange::added("models/fraud/v2/model.onnx", "weights"),
+        FileChange::modified("models/fraud/MODEL_CARD.md", CARD),
+        FileChange::added("reports/validation/fraud-v2.html", "<html>ok</html>"),
+        FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
+        FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
+    ]);
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            body: BODY.to_owned(),
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
+            ..PrSpec::default()
+        },
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    t.review("dana", "approved", HEAD1).await;
+
+    t.fake.advance(TimeDelta::minutes(5));
+    t.fake.push(
+        REPO,
+        7,
+        CommitSpec::new(
+            HEAD2,
+            "alice",
+            vec![FileChange::modified("src/features/f1.py", "x = 2\n")],
+        ),
+    );
+    t.fake.clear_requests();
+    t.deliver("pull_request", &t.pr_payload("synchronize", HEAD2))
+        .await;
+    let requests: Vec<String> = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.status != 304)
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect();
+    println!(
+        "synchronize on a 50-file PR: {} requests (304s not counted):\n{}",
+        requests.len(),
+        requests.join("\n")
+    );
+    assert!(
+        requests.len() <= 12,
+        "{} requests:\n{}",
+        requests.len(),
+        requests.join("\n")
+    );
+    t.fake.assert_requests_match_openapi();
+}

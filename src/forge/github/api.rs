@@ -3,7 +3,7 @@
 //! would re-send a POST) and explicit timeouts.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -67,11 +67,12 @@ pub struct Identity {
 
 /// The GitHub API for every installation tollgate serves.
 pub struct GithubApi {
-    base: Octocrab,
+    base: Arc<Octocrab>,
     app_mode: bool,
-    /// Installation clients, kept so octocrab's cached installation token is reused until
-    /// shortly before it expires instead of minted per request.
-    installations: Mutex<HashMap<u64, Octocrab>>,
+    /// Installation clients, kept (and shared, never cloned: a cloned `Octocrab` copies its
+    /// token cache) so the installation token is reused until shortly before it expires
+    /// instead of minted per evaluation.
+    installations: Mutex<HashMap<u64, Arc<Octocrab>>>,
 }
 
 impl GithubApi {
@@ -102,7 +103,7 @@ impl GithubApi {
             }
         };
         Ok(GithubApi {
-            base: builder.build()?,
+            base: Arc::new(builder.build()?),
             app_mode,
             installations: Mutex::new(HashMap::new()),
         })
@@ -114,7 +115,7 @@ impl GithubApi {
     }
 
     /// The client to act for an installation (App mode) or the token client.
-    pub fn client(&self, installation: Option<InstallationId>) -> Result<Octocrab, ApiError> {
+    pub fn client(&self, installation: Option<InstallationId>) -> Result<Arc<Octocrab>, ApiError> {
         let Some(InstallationId(id)) = installation.filter(|_| self.app_mode) else {
             if self.app_mode {
                 return Err(ApiError::Unexpected {
@@ -122,14 +123,14 @@ impl GithubApi {
                     message: "the delivery names no installation".to_owned(),
                 });
             }
-            return Ok(self.base.clone());
+            return Ok(Arc::clone(&self.base));
         };
         let mut cache = self.installations.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(client) = cache.get(&id) {
-            return Ok(client.clone());
+            return Ok(Arc::clone(client));
         }
-        let client = self.base.installation(OctoInstallationId(id))?;
-        cache.insert(id, client.clone());
+        let client = Arc::new(self.base.installation(OctoInstallationId(id))?);
+        cache.insert(id, Arc::clone(&client));
         Ok(client)
     }
 

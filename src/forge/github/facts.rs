@@ -162,11 +162,26 @@ struct ApiComment {
 
 #[derive(Deserialize)]
 struct Compare {
+    status: Option<String>,
     #[serde(default)]
     files: Vec<PrFile>,
 }
 
-/// (repository, path, commit).
+/// GitHub lists at most this many files in a comparison.
+const MAX_COMPARE_FILES: usize = 300;
+
+/// The latest read of a path: its contents, the commit it was read at, and its ETag.
+#[derive(Clone)]
+struct Latest {
+    file: FileAt,
+    sha: String,
+    etag: Option<String>,
+}
+
+/// A shared list of paths.
+type Paths = Arc<Vec<String>>;
+
+/// (repository, path, commit); for comparisons (repository, from, to).
 type FileKey = (String, String, String);
 
 /// A comment already on the pull request (for finding the sticky comment without listing
@@ -197,8 +212,10 @@ pub struct Caches {
     files: Mutex<HashMap<FileKey, (FileAt, Option<String>)>>,
     /// The latest version read of each (repository, path), whatever the commit: its ETag is
     /// sent when the same path is read at a new commit, and a 304 reuses its contents.
-    latest: Mutex<HashMap<(String, String), (FileAt, String)>>,
-    trees: Mutex<HashMap<(String, String), Arc<Vec<String>>>>,
+    latest: Mutex<HashMap<(String, String), Latest>>,
+    trees: Mutex<HashMap<(String, String), Paths>>,
+    /// Files changed between two commits (None: not a descendant, or truncated).
+    compares: Mutex<HashMap<FileKey, Option<Paths>>>,
     policies: Mutex<HashMap<String, PolicyAt>>,
     permissions: Mutex<HashMap<(String, String), (bool, Instant)>>,
     memberships: Mutex<HashMap<(String, String), (bool, Instant)>>,
@@ -236,17 +253,25 @@ impl Gatherer<'_> {
         }
         let latest_key = (self.repo.to_owned(), path.to_owned());
         let latest = lock(&self.caches.latest).get(&latest_key).cloned();
-        let etag = latest.as_ref().map(|(_, tag)| tag.as_str());
-        let file = match api::read_file(self.client, self.repo, path, sha, etag).await? {
-            Some((file, etag)) => {
-                if let Some(tag) = &etag {
-                    lock(&self.caches.latest).insert(latest_key, (file.clone(), tag.clone()));
-                }
-                file
+        // Unchanged since a commit it was read at (by a comparison already made for staleness):
+        // the same contents, with no request at all.
+        if let Some(latest) = &latest {
+            let compare = (self.repo.to_owned(), latest.sha.clone(), sha.to_owned());
+            let unchanged = lock(&self.caches.compares)
+                .get(&compare)
+                .and_then(Option::as_ref)
+                .is_some_and(|changed| !changed.iter().any(|p| p == path));
+            if unchanged {
+                lock(&self.caches.files).insert(key, (latest.file.clone(), None));
+                return Ok(latest.file.clone());
             }
+        }
+        let etag = latest.as_ref().and_then(|l| l.etag.as_deref());
+        let file = match api::read_file(self.client, self.repo, path, sha, etag).await? {
+            Some((file, etag)) => file_with(etag, file, sha, &latest_key, self.caches),
             // 304: the same representation as the latest read of this path.
             None => match latest {
-                Some((file, _)) => file,
+                Some(latest) => latest.file,
                 None => FileAt::Missing,
             },
         };
@@ -418,7 +443,6 @@ impl Gatherer<'_> {
 
     /// Reviews with, for each one given on an older commit, the files changed since.
     async fn reviews(&self, reviews: &[ApiReview], head: &str) -> Result<Vec<Review>, ApiError> {
-        let mut since: HashMap<String, Vec<String>> = HashMap::new();
         let mut out = Vec::new();
         for review in reviews {
             let (Some(user), Some(commit), Some(at)) =
@@ -434,25 +458,10 @@ impl Gatherer<'_> {
             };
             let changed_after = if commit == head {
                 Some(Vec::new())
-            } else if let Some(files) = since.get(commit) {
-                Some(files.clone())
             } else {
-                let compare: Compare = self
-                    .client
-                    .get(
-                        format!("/repos/{}/compare/{commit}...{head}", self.repo),
-                        None::<&()>,
-                    )
-                    .await?;
-                let files: Vec<String> = compare
-                    .files
-                    .iter()
-                    .flat_map(|f| {
-                        std::iter::once(f.filename.clone()).chain(f.previous_filename.clone())
-                    })
-                    .collect();
-                since.insert(commit.clone(), files.clone());
-                Some(files)
+                self.changed_between(commit, head)
+                    .await?
+                    .map(|files| files.to_vec())
             };
             out.push(Review {
                 reviewer: user.login.clone(),
@@ -463,6 +472,41 @@ impl Gatherer<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// Files changed from `from` to `to`, when `to` descends from `from` (`None` after a force
+    /// push or when GitHub truncates the list: then nothing can be said). Cached.
+    async fn changed_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Option<Arc<Vec<String>>>, ApiError> {
+        let key = (self.repo.to_owned(), from.to_owned(), to.to_owned());
+        if let Some(known) = lock(&self.caches.compares).get(&key) {
+            return Ok(known.clone());
+        }
+        let compare: Compare = self
+            .client
+            .get(
+                format!("/repos/{}/compare/{from}...{to}", self.repo),
+                None::<&()>,
+            )
+            .await?;
+        let descends = matches!(compare.status.as_deref(), Some("ahead" | "identical"));
+        let complete = compare.files.len() < MAX_COMPARE_FILES;
+        let files = (descends && complete).then(|| {
+            Arc::new(
+                compare
+                    .files
+                    .iter()
+                    .flat_map(|f| {
+                        std::iter::once(f.filename.clone()).chain(f.previous_filename.clone())
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
+        lock(&self.caches.compares).insert(key, files.clone());
+        Ok(files)
     }
 
     /// Reads the files the policy looks into: metric files, key-rule files, and evidence
@@ -614,6 +658,23 @@ impl Gatherer<'_> {
         }
         Ok(())
     }
+}
+
+/// Remembers a fresh read as the latest version of its path.
+fn file_with(
+    etag: Option<String>,
+    file: FileAt,
+    sha: &str,
+    key: &(String, String),
+    caches: &Caches,
+) -> FileAt {
+    let latest = Latest {
+        file: file.clone(),
+        sha: sha.to_owned(),
+        etag,
+    };
+    lock(&caches.latest).insert(key.clone(), latest);
+    file
 }
 
 fn is_not_found(error: &octocrab::Error) -> bool {

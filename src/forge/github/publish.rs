@@ -268,9 +268,9 @@ pub async fn upsert_comment(
     body: &str,
     existing: &[ExistingComment],
 ) -> Result<CommentAction, ApiError> {
-    let ours = existing
-        .iter()
-        .find(|c| c.author.eq_ignore_ascii_case(&identity.login) && c.body.contains(COMMENT_MARKER));
+    let ours = existing.iter().find(|c| {
+        c.author.eq_ignore_ascii_case(&identity.login) && c.body.contains(COMMENT_MARKER)
+    });
     let payload = serde_json::json!({ "body": body });
     match ours {
         Some(comment) if comment.body == body => Ok(CommentAction::Unchanged),
