@@ -688,3 +688,167 @@ async fn a_synchronize_on_a_50_file_pr_with_warm_caches_stays_within_budget() {
     );
     t.fake.assert_requests_match_openapi();
 }
+
+#[tokio::test]
+async fn an_ungoverned_change_gets_a_success_check_and_no_comment() {
+    let t = Tester::new(true).await;
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD1,
+                "alice",
+                vec![FileChange::added("src/app.py", "print(1)\n")],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("success"));
+    assert_eq!(
+        run.title.as_deref(),
+        Some("Not governed: no governed path changed")
+    );
+    assert!(t.fake.comments(REPO, 7).is_empty());
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn an_invalid_policy_fails_the_check_naming_file_line_and_fix() {
+    let t = Tester::new(true).await;
+    t.fake.set_file(
+        REPO,
+        BASE,
+        ".governance.toml",
+        "version = 1\n[tiers.low]\nsign_offs = [\"aprover\"]\n",
+    );
+    t.open_fraud_pr();
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    let summary = run.summary.unwrap();
+    assert!(
+        summary.contains(".governance.toml:3:14: role `aprover` is not defined"),
+        "{summary}"
+    );
+    assert!(summary.contains("hint:"), "{summary}");
+}
+
+#[tokio::test]
+async fn when_github_fails_the_check_is_never_success() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    for reviewer in ["dana", "rita", "omar", "lena"] {
+        t.fake
+            .add_review(REPO, 7, reviewer, "APPROVED", HEAD1, t.fake.now());
+    }
+    t.fake.fail_next(
+        "GET",
+        "/repos/acme/fraud-model/pulls/7/reviews",
+        500,
+        1,
+        None,
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("failure"), "{run:#?}");
+    assert_eq!(
+        run.title.as_deref(),
+        Some("tollgate could not evaluate this change")
+    );
+    // Once GitHub answers again, a recheck passes it.
+    t.comment("dana", "/tollgate recheck").await;
+    assert_eq!(t.check(HEAD1).conclusion.as_deref(), Some("success"));
+}
+
+#[tokio::test]
+async fn more_files_than_github_lists_fails_closed() {
+    let t = Tester::new(true).await;
+    let files: Vec<FileChange> = (0..3_001)
+        .map(|i| FileChange::added(&format!("models/m{i}/model.onnx"), "w"))
+        .collect();
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            body: BODY.to_owned(),
+            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
+            ..PrSpec::default()
+        },
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.conclusion.as_deref(), Some("failure"));
+    let summary = run.summary.unwrap();
+    assert!(summary.contains("lists only 3000"), "{summary}");
+}
+
+#[tokio::test]
+async fn annotations_are_sent_in_batches_of_fifty() {
+    let t = Tester::new(true).await;
+    let mut files: Vec<FileChange> = (0..120)
+        .map(|i| FileChange::added(&format!("models/m{i}/model.onnx"), "w"))
+        .collect();
+    files.push(FileChange::modified("models/fraud/MODEL_CARD.md", CARD));
+    t.fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            body: BODY.to_owned(),
+            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
+            ..PrSpec::default()
+        },
+    );
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let run = t.check(HEAD1);
+    assert_eq!(run.annotations_count, 120, "{run:#?}");
+    for request in t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/check-runs"))
+    {
+        if let Some(annotations) = request
+            .body
+            .as_ref()
+            .and_then(|b| b.pointer("/output/annotations"))
+            .and_then(Value::as_array)
+        {
+            assert!(
+                annotations.len() <= 50,
+                "{} annotations in one request",
+                annotations.len()
+            );
+        }
+    }
+    t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn a_repository_can_override_the_comment_template_on_its_base_branch() {
+    let t = Tester::new(true).await;
+    t.fake.set_file(
+        REPO,
+        BASE,
+        ".github/tollgate/comment.md.j2",
+        "Custom: {{ headline }}",
+    );
+    t.open_fraud_pr();
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+    let sticky = t.sticky_comments();
+    assert_eq!(
+        sticky[0].body,
+        format!("{COMMENT_MARKER}\nCustom: High risk — 0 of 4 sign-offs")
+    );
+}

@@ -28,7 +28,7 @@ pub const PER_PAGE: u32 = 100;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The API answered with an error or could not be reached.
-    #[error("GitHub API: {0}")]
+    #[error("GitHub API: {}", describe(.0))]
     Octocrab(#[from] octocrab::Error),
     /// The App's private key is not a usable RSA PEM key.
     #[error("the GitHub App private key cannot be used: {0}")]
@@ -41,6 +41,24 @@ pub enum ApiError {
         /// What was wrong.
         message: String,
     },
+}
+
+/// octocrab's `Display` of an API error is just "GitHub"; say what GitHub answered.
+fn describe(error: &octocrab::Error) -> String {
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            format!("{} {}", source.status_code, source.message)
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(inner) = cause {
+                text.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            text
+        }
+    }
 }
 
 /// How tollgate authenticates.
@@ -161,27 +179,28 @@ impl GithubApi {
     }
 }
 
-/// Every item of a paginated list, following GitHub's `Link` headers, up to `cap` items.
+/// Every item of a paginated list, up to `cap` items. GitHub's `Link` header says whether
+/// there is a next page; the next page is then asked for by number on the same relative
+/// route, because octocrab sends credentials only to api.github.com or relative URIs (an
+/// absolute `Link` URL from GitHub Enterprise or a test server would go out unauthenticated).
 pub async fn all_pages<T: DeserializeOwned>(
     client: &Octocrab,
     route: &str,
     cap: usize,
 ) -> Result<Vec<T>, ApiError> {
     let separator = if route.contains('?') { '&' } else { '?' };
-    let first: octocrab::Page<T> = client
-        .get(
-            format!("{route}{separator}per_page={PER_PAGE}"),
-            None::<&()>,
-        )
-        .await?;
     let mut items = Vec::new();
-    let mut page = Some(first);
-    while let Some(mut current) = page {
+    for page in 1.. {
+        let mut current: octocrab::Page<T> = client
+            .get(
+                format!("{route}{separator}per_page={PER_PAGE}&page={page}"),
+                None::<&()>,
+            )
+            .await?;
         items.append(&mut current.items);
-        if items.len() >= cap {
+        if current.next.is_none() || items.len() >= cap {
             break;
         }
-        page = client.get_page(&current.next).await?;
     }
     Ok(items)
 }
