@@ -1,0 +1,145 @@
+//! End to end through the real binary: `tollgate serve` runs as a process against the fake
+//! GitHub (App mode), receives signed webhooks over HTTP, and the check run and the sticky
+//! comment appear on the fake.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tollgate::intake::verify::github_signature;
+use tollgate::render::COMMENT_MARKER;
+
+use common::fake_github::{CommitSpec, FakeGitHub, FileChange, PrSpec};
+
+const SECRET: &str = "e2e-secret";
+const REPO: &str = "acme/fraud-model";
+const BASE: &str = "base0000000000000000000000000000000000000";
+const HEAD: &str = "head1111111111111111111111111111111111111";
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// Starts `tollgate serve` against the fake and returns it with its listen address.
+fn start(api_url: &str) -> (Serve, String) {
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/github-app-test-key.pem"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TOLLGATE_LISTEN", "127.0.0.1:0")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .env("TOLLGATE_GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("TOLLGATE_GITHUB_API_URL", api_url)
+        .env("TOLLGATE_GITHUB_APP_ID", "4242")
+        .env("TOLLGATE_GITHUB_PRIVATE_KEY_FILE", key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tollgate serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::mem::forget(dir);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let line = rx
+            .recv_timeout(left)
+            .expect("tollgate serve logs its start");
+        let json: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if json["fields"]["message"] == "tollgate serve started" {
+            let addr = json["fields"]["listen"].as_str().unwrap().to_owned();
+            // Keep draining the log so the process never blocks on a full pipe.
+            std::thread::spawn(move || for _ in rx {});
+            return (Serve(child), addr);
+        }
+    }
+    panic!("tollgate serve did not start");
+}
+
+#[tokio::test]
+async fn serve_publishes_a_check_run_and_a_comment_for_a_signed_webhook() {
+    let fake = FakeGitHub::start().await;
+    fake.set_app("tollgate-e2e", 4242);
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/fraud-model.governance.toml"
+    ))
+    .unwrap();
+    fake.set_file(REPO, BASE, ".governance.toml", &policy);
+    fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            body: "## Rollback plan\nRevert.\n".to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD,
+                "alice",
+                vec![FileChange::added("models/fraud/v2/model.onnx", "weights")],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    let (_serve, addr) = start(&fake.url());
+
+    let payload = json!({
+        "action": "opened", "number": 7,
+        "pull_request": {"number": 7, "user": {"login": "alice"},
+            "head": {"ref": "feature", "sha": HEAD}, "base": {"ref": "main", "sha": BASE},
+            "labels": [], "title": "Fraud v2", "body": ""},
+        "repository": {"id": 99, "full_name": REPO},
+        "installation": {"id": fake.installation_id()},
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", "e2e-1")
+        .header("x-hub-signature-256", github_signature(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let runs = fake.check_runs(REPO);
+        let comments = fake.comments(REPO, 7);
+        if let (Some(run), Some(comment)) = (runs.first(), comments.first())
+            && run.conclusion.is_some()
+        {
+            assert_eq!(run.head_sha, HEAD);
+            assert_eq!(run.name, "tollgate");
+            assert_eq!(run.conclusion.as_deref(), Some("action_required"));
+            assert!(run.title.as_deref().unwrap().starts_with("High risk"));
+            assert!(comment.body.contains(COMMENT_MARKER));
+            assert_eq!(comment.author, "tollgate-e2e[bot]");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no check run and comment within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.assert_requests_match_openapi();
+}
