@@ -24,6 +24,7 @@ struct Serve(Child);
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -34,7 +35,7 @@ fn start(api_url: &str) -> (Serve, String) {
         "/fixtures/github-app-test-key.pem"
     );
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .arg("serve")
         .current_dir(dir.path())
         .env_clear()
@@ -49,7 +50,9 @@ fn start(api_url: &str) -> (Serve, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start tollgate serve");
-    let stderr = child.stderr.take().unwrap();
+    // Owned at once, so the process is killed and reaped on every path out of here.
+    let mut serve = Serve(child);
+    let stderr = serve.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -67,7 +70,7 @@ fn start(api_url: &str) -> (Serve, String) {
             let addr = json["fields"]["listen"].as_str().unwrap().to_owned();
             // Keep draining the log so the process never blocks on a full pipe.
             std::thread::spawn(move || for _ in rx {});
-            return (Serve(child), addr);
+            return (serve, addr);
         }
     }
     panic!("tollgate serve did not start");
