@@ -101,6 +101,7 @@ struct FileConfig {
     gitlab_webhook_token: Option<OneOrMany>,
     gitlab_webhook_token_file: Option<PathBuf>,
     signing_key_file: Option<PathBuf>,
+    default_policy_file: Option<PathBuf>,
     check_name: Option<String>,
     drain_timeout_secs: Option<u64>,
     log_format: Option<String>,
@@ -123,6 +124,7 @@ pub const KEYS: &[&str] = &[
     "gitlab_webhook_token",
     "gitlab_webhook_token_file",
     "signing_key_file",
+    "default_policy_file",
     "check_name",
     "drain_timeout_secs",
     "log_format",
@@ -196,6 +198,8 @@ pub struct ServerConfig {
     pub gitlab: GitlabConfig,
     /// Ed25519 private key used to sign decision records.
     pub signing_key_file: Option<PathBuf>,
+    /// An org-wide `.governance.toml` for repositories that have none (validated at start).
+    pub default_policy: Option<std::sync::Arc<crate::policy::Policy>>,
     /// Name of the check run / commit status tollgate publishes.
     pub check_name: String,
     /// How long SIGTERM waits for in-flight work.
@@ -403,6 +407,12 @@ impl Layered<'_> {
         })?;
         let signing_key_file =
             self.plain::<PathBuf>("signing_key_file", f.signing_key_file.map(path_text))?;
+        let default_policy = match self
+            .plain::<PathBuf>("default_policy_file", f.default_policy_file.map(path_text))?
+        {
+            Some(path) => Some(self.default_policy(&path)?),
+            None => None,
+        };
         let check_name = self
             .plain::<String>("check_name", f.check_name)?
             .unwrap_or_else(|| "tollgate".to_owned());
@@ -430,10 +440,36 @@ impl Layered<'_> {
             },
             gitlab,
             signing_key_file,
+            default_policy,
             check_name,
             drain_timeout,
             log_format,
         })
+    }
+
+    /// Reads and validates the org-wide default policy: a broken one stops start-up.
+    fn default_policy(
+        &self,
+        path: &Path,
+    ) -> Result<std::sync::Arc<crate::policy::Policy>, ConfigError> {
+        let origin = self.origin("default_policy_file");
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(
+                origin.clone(),
+                format!("cannot read `{}`: {error}", path.display()),
+            )
+        })?;
+        crate::policy::parse_policy(&text)
+            .map(std::sync::Arc::new)
+            .map_err(|errors| {
+                ConfigError::new(
+                    origin,
+                    format!(
+                        "the default policy is invalid:\n{}",
+                        errors.render(&path.display().to_string())
+                    ),
+                )
+            })
     }
 
     fn require_http(&self, key: &str, url: &url::Url) -> Result<(), ConfigError> {
@@ -793,6 +829,31 @@ mod tests {
         let error = load("", &[("TOLLGATE_GITLAB_TOKEN", "glpat")]).unwrap_err();
         assert_eq!(error.key, "TOLLGATE_GITLAB_TOKEN");
         assert!(error.message.contains("TOLLGATE_GITLAB_URL"), "{error}");
+    }
+
+    #[test]
+    fn a_default_policy_is_validated_at_start_up() {
+        let good = file("version = 1\n[tiers.low]\n");
+        let config = load(
+            "",
+            &[(
+                "TOLLGATE_DEFAULT_POLICY_FILE",
+                good.path().to_str().unwrap(),
+            )],
+        )
+        .unwrap();
+        assert!(config.default_policy.is_some());
+        let bad = file("version = 1\n[tiers.low]\nsign_offs = [\"ghost\"]\n");
+        let error = load(
+            "",
+            &[("TOLLGATE_DEFAULT_POLICY_FILE", bad.path().to_str().unwrap())],
+        )
+        .unwrap_err();
+        assert_eq!(error.key, "TOLLGATE_DEFAULT_POLICY_FILE");
+        assert!(
+            error.message.contains(":3:14: role `ghost` is not defined"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -178,7 +178,11 @@ fn sink_for(config: &ServerConfig) -> anyhow::Result<Arc<dyn EventSink>> {
     };
     let api = api::GithubApi::new(&config.github.api_url, auth)
         .context("cannot set up the GitHub client (TOLLGATE_GITHUB_*)")?;
-    let worker = worker::GithubWorker::start(api, config.check_name.clone());
+    let worker = worker::GithubWorker::start(
+        api,
+        config.check_name.clone(),
+        config.default_policy.clone(),
+    );
     Ok(Arc::new(worker::GithubSink(worker)))
 }
 

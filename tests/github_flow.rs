@@ -38,6 +38,10 @@ struct Tester {
 
 impl Tester {
     async fn new(app_mode: bool) -> Tester {
+        Tester::with_default_policy(app_mode, None).await
+    }
+
+    async fn with_default_policy(app_mode: bool, default_policy: Option<&str>) -> Tester {
         let fake = FakeGitHub::start().await;
         let auth = if app_mode {
             fake.set_app("tollgate-test", 4242);
@@ -55,7 +59,9 @@ impl Tester {
             Auth::Token(SecretString::from("ghp_test"))
         };
         let api = GithubApi::new(&fake.url().parse().unwrap(), auth).unwrap();
-        let worker = GithubWorker::start(api, CHECK.to_owned());
+        let default_policy =
+            default_policy.map(|text| Arc::new(tollgate::policy::parse_policy(text).unwrap()));
+        let worker = GithubWorker::start(api, CHECK.to_owned(), default_policy);
         let metrics = Metrics::new();
         let secrets = IntakeSecrets {
             github: vec![SecretString::from(GITHUB_SECRET)],
@@ -851,4 +857,53 @@ async fn a_repository_can_override_the_comment_template_on_its_base_branch() {
         sticky[0].body,
         format!("{COMMENT_MARKER}\nCustom: High risk — 0 of 4 sign-offs")
     );
+}
+
+#[tokio::test]
+async fn an_org_wide_default_policy_governs_repositories_without_one() {
+    let default = "version = 1\n[roles]\napprover = [\"lena\"]\n[[classify]]\nkind = \"model_artifact\"\npaths = [\"**/*.onnx\"]\n[tiers.low]\nsign_offs = [\"approver\"]\n";
+    let t = Tester::with_default_policy(true, Some(default)).await;
+    t.fake.open_pr(
+        "acme/other",
+        PrSpec {
+            number: 7,
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new(
+                HEAD1,
+                "alice",
+                vec![FileChange::added("m.onnx", "w")],
+            )],
+            ..PrSpec::default()
+        },
+    );
+    let mut payload = t.pr_payload("opened", HEAD1);
+    payload["repository"]["full_name"] = "acme/other".into();
+    t.deliver("pull_request", &payload).await;
+    let runs = t.fake.check_runs("acme/other");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].conclusion.as_deref(), Some("action_required"));
+}
+
+#[tokio::test]
+async fn a_rerequested_check_suite_without_pull_requests_finds_them_by_commit() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    let payload = json!({
+        "action": "rerequested",
+        "check_suite": {"head_sha": HEAD1, "pull_requests": []},
+        "repository": {"id": 99, "full_name": REPO},
+        "installation": t.installation(),
+    });
+    t.deliver("check_suite", &payload).await;
+    // The lookup runs off the intake path; give it a moment, then let the worker finish.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while t.fake.check_runs(REPO).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    t.worker.settle().await;
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+    t.fake.assert_requests_match_openapi();
 }

@@ -41,6 +41,8 @@ pub struct GithubWorker {
     identity: OnceCell<Identity>,
     caches: Caches,
     check_name: String,
+    /// The org-wide policy for repositories without one.
+    default_policy: Option<Arc<crate::policy::Policy>>,
     queue: Mutex<VecDeque<Job>>,
     queued: std::sync::Mutex<HashSet<(String, u64)>>,
     wake: Notify,
@@ -52,12 +54,17 @@ pub struct GithubWorker {
 
 impl GithubWorker {
     /// Creates the worker and starts its processing task.
-    pub fn start(api: GithubApi, check_name: String) -> Arc<GithubWorker> {
+    pub fn start(
+        api: GithubApi,
+        check_name: String,
+        default_policy: Option<Arc<crate::policy::Policy>>,
+    ) -> Arc<GithubWorker> {
         let worker = Arc::new(GithubWorker {
             api,
             identity: OnceCell::new(),
             caches: Caches::default(),
             check_name,
+            default_policy,
             queue: Mutex::new(VecDeque::new()),
             queued: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
@@ -175,8 +182,11 @@ impl GithubWorker {
         let repo = job.repo.as_str();
         let sha = pr.head.sha.as_str();
         let policy = match gatherer.policy(&pr.base.sha).await? {
-            // No policy: the repository is not governed by tollgate; publish nothing.
-            PolicyAt::Absent => return Ok(()),
+            // No policy and no org-wide default: tollgate leaves the repository alone.
+            PolicyAt::Absent => match &self.default_policy {
+                Some(policy) => Arc::clone(policy),
+                None => return Ok(()),
+            },
             PolicyAt::Invalid(errors) => {
                 let report = invalid_policy(pr, &errors.render(crate::policy::model::POLICY_PATH));
                 return self.publish(client, repo, identity, sha, &report).await;
@@ -370,6 +380,46 @@ fn could_not_evaluate(pr: &PullRequest, error: &str) -> CheckReport {
     }
 }
 
+impl GithubWorker {
+    /// Queues the open pull requests whose head is `sha` (a check suite re-requested without
+    /// naming them).
+    async fn enqueue_pulls_for(
+        &self,
+        repo: String,
+        sha: String,
+        installation: Option<InstallationId>,
+    ) {
+        #[derive(serde::Deserialize)]
+        struct Pull {
+            number: u64,
+            state: String,
+        }
+        let pulls: Result<Vec<Pull>, ApiError> = async {
+            let client = self.api.client(installation)?;
+            Ok(client
+                .get(format!("/repos/{repo}/commits/{sha}/pulls"), None::<&()>)
+                .await?)
+        }
+        .await;
+        match pulls {
+            Ok(pulls) => {
+                for pull in pulls.into_iter().filter(|p| p.state == "open") {
+                    let job = Job {
+                        repo: repo.clone(),
+                        number: pull.number,
+                        installation,
+                        reset_first: false,
+                    };
+                    self.enqueue(job).await;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, %repo, %sha, "cannot find the pull requests of a re-requested check")
+            }
+        }
+    }
+}
+
 /// The worker as the intake's sink.
 pub struct GithubSink(pub Arc<GithubWorker>);
 
@@ -378,6 +428,17 @@ impl EventSink for GithubSink {
         Box::pin(async move {
             for job in self.0.jobs_for(&delivery) {
                 self.0.enqueue(job).await;
+            }
+            if let Event::CheckRerequested(request) = &delivery.event
+                && request.changes.is_empty()
+            {
+                // Looking the pull requests up costs a request: do it off the intake path.
+                let worker = Arc::clone(&self.0);
+                let (repo, sha) = (request.repo.name.to_string(), request.head_sha.to_string());
+                let installation = request.repo.installation;
+                tokio::spawn(
+                    async move { worker.enqueue_pulls_for(repo, sha, installation).await },
+                );
             }
             Ok(())
         })
