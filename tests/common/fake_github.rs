@@ -1908,7 +1908,11 @@ impl State {
                 "ahead_by": ahead.len(),
                 "behind_by": behind.len(),
                 "total_commits": ahead.len(),
-                "commits": ahead.iter().take(COMPARE_COMMITS_CAP).map(|sha| commit_json(base_url, repo, sha)).collect::<Vec<_>>(),
+                "commits": ahead
+                    .iter()
+                    .take(COMPARE_COMMITS_CAP)
+                    .map(|sha| commit_json(base_url, repo, sha))
+                    .collect::<Vec<_>>(),
                 "files": files.iter().map(|f| diff_entry_json(base_url, repo, f, &head)).collect::<Vec<_>>(),
             }),
         ))
@@ -2033,12 +2037,18 @@ impl State {
         let mut entries: Vec<(String, Value)> = Vec::new();
         for folder in folders.iter().filter(|f| recursive || !f.contains('/')) {
             let tree_sha = blob_sha(&format!("tree {sha} {folder}"));
-            let entry = json!({ "path": folder, "mode": "040000", "type": "tree", "sha": tree_sha, "url": url("trees", &tree_sha) });
+            let entry = json!({
+                "path": folder, "mode": "040000", "type": "tree",
+                "sha": tree_sha, "url": url("trees", &tree_sha),
+            });
             entries.push((folder.clone(), entry));
         }
         for (path, text) in tree.iter().filter(|(p, _)| recursive || !p.contains('/')) {
             let blob = blob_sha(text);
-            let entry = json!({ "path": path, "mode": "100644", "type": "blob", "sha": blob, "size": text.len(), "url": url("blobs", &blob) });
+            let entry = json!({
+                "path": path, "mode": "100644", "type": "blob",
+                "sha": blob, "size": text.len(), "url": url("blobs", &blob),
+            });
             entries.push((path.clone(), entry));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -2103,7 +2113,10 @@ impl State {
         Ok(Reply::json(
             200,
             json!({
-                "url": format!("{}/organizations/{}/team/{}/memberships/{}", self.base_url, user_id(&key.0), user_id(&key.1), encode(login)),
+                "url": format!(
+                    "{}/organizations/{}/team/{}/memberships/{}",
+                    self.base_url, user_id(&key.0), user_id(&key.1), encode(login)
+                ),
                 "role": "member",
                 "state": state,
             }),
@@ -2811,11 +2824,20 @@ fn commit_json(base: &str, repo: &Repo, sha: &str) -> Value {
         ),
         None => (repo.owner(), repo.owner(), repo.created_at, None),
     };
-    let signature = |login: &str| json!({ "name": login, "email": format!("{login}@users.noreply.github.com"), "date": timestamp(date) });
+    let signature = |login: &str| {
+        let email = format!("{login}@users.noreply.github.com");
+        json!({ "name": login, "email": email, "date": timestamp(date) })
+    };
     let api = format!("{base}/repos/{name}/commits/{sha}");
     let parents: Vec<Value> = parent
         .into_iter()
-        .map(|p| json!({ "sha": p, "url": format!("{base}/repos/{name}/commits/{p}"), "html_url": format!("https://github.com/{name}/commit/{p}") }))
+        .map(|p| {
+            json!({
+                "sha": p,
+                "url": format!("{base}/repos/{name}/commits/{p}"),
+                "html_url": format!("https://github.com/{name}/commit/{p}"),
+            })
+        })
         .collect();
     json!({
         "sha": sha,
@@ -2830,7 +2852,10 @@ fn commit_json(base: &str, repo: &Repo, sha: &str) -> Value {
             "message": format!("Commit {sha}"),
             "tree": { "sha": blob_sha(&format!("tree {sha}")), "url": format!("{base}/repos/{name}/git/trees/{sha}") },
             "comment_count": 0,
-            "verification": { "verified": false, "reason": "unsigned", "signature": null, "payload": null, "verified_at": null },
+            "verification": {
+                "verified": false, "reason": "unsigned",
+                "signature": null, "payload": null, "verified_at": null,
+            },
         },
         "author": user_json(base, author),
         "committer": user_json(base, committer),
@@ -3100,6 +3125,10 @@ fn percent_decode(text: &str) -> String {
 // OpenAPI validation
 // ---------------------------------------------------------------------------------------------
 
+/// Why a request that matches no operation is reported.
+const NO_OPERATION: &str =
+    "no operation of the OpenAPI subset (nor a KNOWN_ADDITION) matches this method and path";
+
 /// The operations of `github-openapi-subset.json`, for checking requests.
 struct Spec {
     doc: Value,
@@ -3246,7 +3275,7 @@ impl Spec {
             let known = best_match(addition, &req.method, &parts).is_some();
             let problems = match known {
                 true => Vec::new(),
-                false => vec!["no operation of the OpenAPI subset (nor a KNOWN_ADDITION) matches this method and path".to_owned()],
+                false => vec![NO_OPERATION.to_owned()],
             };
             return SpecCheck { known, problems };
         };
@@ -3290,7 +3319,7 @@ impl Spec {
                 problems,
             ),
             None => problems.push(format!(
-                "query parameter `{name}`: `{value}` is not a {}",
+                "query parameter `{name}`: `{value}` is not of type {}",
                 schema["type"].as_str().unwrap_or("value")
             )),
         }
@@ -3437,7 +3466,8 @@ fn github_rules(method: &str, template: &str, body: Option<&Value>) -> Vec<Strin
         let completed = body["status"] == "completed" || body.get("completed_at").is_some();
         if completed && body.get("conclusion").is_none() {
             problems.push(
-                "body: `conclusion` is required when `status` is `completed` or `completed_at` is given (GitHub's rule, missing from Octokit's schema)"
+                "body: `conclusion` is required when `status` is `completed` or `completed_at` \
+                 is given (GitHub's rule, missing from Octokit's schema)"
                     .to_owned(),
             );
         }

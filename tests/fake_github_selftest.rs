@@ -1,0 +1,1325 @@
+//! Tests of the fake GitHub itself (`tests/common/fake_github.rs`): plain HTTP calls with
+//! reqwest, plus octocrab's models and client to show a real client gets what it expects.
+
+mod common;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use common::fake_github::{CommitSpec, FakeGitHub, FileChange, PR_FILES_CAP, PrSpec};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const REPO: &str = "acme/models";
+const USER_AGENT: &str = "tollgate-selftest";
+const BASE: &str = "base0000";
+
+/// A reply: status, headers and JSON body (`Null` when empty).
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Plain reqwest calls against the fake, as one credential.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(fake: &FakeGitHub, token: Option<&str>) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: fake.url(),
+            token: token.map(str::to_owned),
+        }
+    }
+
+    /// A request to a path (`/repos/…`) or to a full URL (a `Link` target).
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let url = match path.starts_with("http") {
+            true => path.to_owned(),
+            false => format!("{}{path}", self.base),
+        };
+        let builder = self
+            .http
+            .request(method, url)
+            .header("user-agent", USER_AGENT)
+            .header("accept", "application/vnd.github+json");
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Answer {
+        let response = builder.send().await.expect("the fake answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = match text.is_empty() {
+            true => Value::Null,
+            false => serde_json::from_str(&text).expect("a JSON body"),
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(Method::POST, path).json(&body))
+            .await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.send(self.request(Method::PATCH, path).json(&body))
+            .await
+    }
+}
+
+/// A fake with App `tollgate` (id 42) and an installation token for it.
+async fn app_fake() -> (FakeGitHub, Api) {
+    let fake = FakeGitHub::start().await;
+    fake.set_app("tollgate", 42);
+    let jwt = Api::new(&fake, Some(&fake.app_jwt()));
+    let path = format!(
+        "/app/installations/{}/access_tokens",
+        fake.installation_id()
+    );
+    let minted = jwt.post(&path, json!({})).await;
+    assert_eq!(minted.status, 201, "{}", minted.body);
+    let token = minted.body["token"].as_str().expect("a token").to_owned();
+    let api = Api::new(&fake, Some(&token));
+    (fake, api)
+}
+
+/// PR #7: base has a README, metrics, an old model and a policy; commit c1 (alice) adds a
+/// model and edits the metrics; commit c2 (bob, committed by web-flow) renames the old model
+/// and deletes the README.
+fn sample_pr(fake: &FakeGitHub) {
+    fake.set_file(REPO, BASE, "README.md", "hello\n");
+    fake.set_file(REPO, BASE, "eval/metrics.json", "{\n\"auc\": 0.91\n}\n");
+    fake.set_file(REPO, BASE, "models/old.onnx", "weights\n");
+    fake.set_file(REPO, BASE, ".governance.toml", "version = 1\n");
+    let c1 = CommitSpec::new(
+        "c1",
+        "alice",
+        vec![
+            FileChange::added("models/new/model.onnx", "new weights\n"),
+            FileChange::modified("eval/metrics.json", "{\n\"auc\": 0.95\n}\n"),
+        ],
+    );
+    let c2 = CommitSpec {
+        committer: "web-flow".to_owned(),
+        ..CommitSpec::new(
+            "c2",
+            "bob",
+            vec![
+                FileChange::renamed("models/old.onnx", "models/renamed.onnx"),
+                FileChange::removed("README.md"),
+            ],
+        )
+    };
+    fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 7,
+            title: "Retrain".to_owned(),
+            body: "## Rollback plan\nRevert.".to_owned(),
+            labels: vec!["sensitive-domain".to_owned()],
+            commits: vec![c1, c2],
+            ..PrSpec::default()
+        },
+    );
+}
+
+/// A PR #1 whose single commit adds `count` files.
+fn wide_pr(fake: &FakeGitHub, count: usize) {
+    let files = (0..count)
+        .map(|i| FileChange::added(&format!("data/f{i:05}.csv"), "a,b\n"))
+        .collect();
+    let commits = vec![CommitSpec::new("wide", "alice", files)];
+    fake.open_pr(
+        REPO,
+        PrSpec {
+            commits,
+            ..PrSpec::default()
+        },
+    );
+}
+
+/// The values at several JSON pointers, as one array (compact assertions).
+fn pick(value: &Value, pointers: &[&str]) -> Value {
+    pointers
+        .iter()
+        .map(|p| value.pointer(p).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+/// One field of every item of a list.
+fn column(list: &Value, pointer: &str) -> Vec<Value> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"));
+    items
+        .iter()
+        .map(|item| pick(item, &[pointer])[0].clone())
+        .collect()
+}
+
+fn link_to(answer: &Answer, rel: &str) -> Option<String> {
+    let wanted = format!("rel=\"{rel}\"");
+    answer.header("link")?.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+        params.contains(&wanted).then(|| url.to_owned())
+    })
+}
+
+/// Every item of a list, following `rel="next"` links; returns the items and pages read.
+async fn all_pages(api: &Api, first: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut next = Some(first.to_owned());
+    let mut pages = 0;
+    while let Some(url) = next {
+        let answer = api.get(&url).await;
+        assert_eq!(answer.status, 200, "{url}: {}", answer.body);
+        items.extend(answer.body.as_array().expect("a list").iter().cloned());
+        next = link_to(&answer, "next");
+        pages += 1;
+    }
+    (items, pages)
+}
+
+fn time(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or_else(|| panic!("{value} is not a timestamp"))
+}
+
+// --- identity and authentication -------------------------------------------------------------
+
+#[tokio::test]
+async fn app_identity_and_installation_tokens() {
+    let fake = FakeGitHub::start().await;
+    fake.set_app("tollgate", 42);
+    sample_pr(&fake);
+    let jwt = Api::new(&fake, Some(&fake.app_jwt()));
+    let app = jwt.get("/app").await;
+    assert_eq!(app.status, 200);
+    assert_eq!(pick(&app.body, &["/slug", "/id"]), json!(["tollgate", 42]));
+    assert!(app.body["owner"]["login"].is_string());
+    let installation = jwt.get(&format!("/repos/{REPO}/installation")).await;
+    assert_eq!(installation.body["id"], json!(fake.installation_id()));
+
+    let path = format!(
+        "/app/installations/{}/access_tokens",
+        fake.installation_id()
+    );
+    let minted = jwt.post(&path, json!({})).await;
+    assert_eq!(
+        (minted.status, &minted.body["token"]),
+        (201, &json!("ghs_fake_1"))
+    );
+    let expires = time(&minted.body["expires_at"]);
+    assert!(expires > Utc::now() + TimeDelta::minutes(55), "{expires}");
+    assert_eq!(jwt.post(&path, json!({})).await.body["token"], "ghs_fake_2");
+    assert_eq!(fake.tokens_minted(), 2);
+    let elsewhere = jwt
+        .post("/app/installations/999/access_tokens", json!({}))
+        .await;
+    assert_eq!(elsewhere.status, 404);
+
+    let installation = Api::new(&fake, Some("ghs_fake_1"));
+    let pr = format!("/repos/{REPO}/pulls/7");
+    assert_eq!(installation.get(&pr).await.status, 200);
+    assert_eq!(
+        installation.get("/user").await.status,
+        403,
+        "/user is not for installations"
+    );
+    assert_eq!(
+        installation.post(&path, json!({})).await.status,
+        401,
+        "minting needs the JWT"
+    );
+    assert_eq!(
+        jwt.get(&pr).await.status,
+        401,
+        "a JWT is not an installation token"
+    );
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn requests_need_credentials_and_a_user_agent() {
+    let fake = FakeGitHub::start().await;
+    sample_pr(&fake);
+    let path = format!("{}/repos/{REPO}/pulls/7", fake.url());
+    let no_agent = reqwest::Client::new()
+        .get(&path)
+        .bearer_auth("pat")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_agent.status().as_u16(), 403);
+    let anonymous = Api::new(&fake, None).get(&path).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.body["message"], "Requires authentication");
+    assert_eq!(
+        Api::new(&fake, Some("ghs_forged")).get(&path).await.status,
+        401
+    );
+
+    fake.set_app("tollgate", 42);
+    let other = FakeGitHub::start().await;
+    other.set_app("other", 7);
+    let foreign_jwt = Api::new(&fake, Some(&other.app_jwt()));
+    assert_eq!(
+        foreign_jwt.get("/app").await.status,
+        401,
+        "the JWT names another App"
+    );
+
+    fake.set_user("octo");
+    let user = Api::new(&fake, Some("ghp_personal")).get("/user").await;
+    assert_eq!((user.status, &user.body["login"]), (200, &json!("octo")));
+    let recorded = fake.requests();
+    let statuses: Vec<u16> = recorded.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403, 401, 401, 401, 200]);
+    assert_eq!(
+        recorded[4].header("Authorization"),
+        Some("Bearer ghp_personal")
+    );
+    assert_eq!(
+        (recorded[4].method.as_str(), recorded[4].path.as_str()),
+        ("GET", "/user")
+    );
+}
+
+/// octocrab's own App flow: a JWT signed with the repository's test key, then one installation
+/// token, reused.
+#[tokio::test]
+async fn octocrab_app_mode_mints_one_installation_token() {
+    let fake = FakeGitHub::start().await;
+    fake.set_app("tollgate", 42);
+    sample_pr(&fake);
+    let pem = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/github-app-test-key.pem"
+    ))
+    .expect("the test App key");
+    let key = octocrab::EncodingKey::from_rsa_pem(&pem).expect("an RSA key");
+    let app = octocrab::Octocrab::builder()
+        .base_uri(fake.url())
+        .unwrap()
+        .app(octocrab::models::AppId(42), key)
+        .build()
+        .unwrap();
+    let installation = app
+        .installation(octocrab::models::InstallationId(fake.installation_id()))
+        .unwrap();
+    for _ in 0..2 {
+        let pr = installation
+            .pulls("acme", "models")
+            .get(7)
+            .await
+            .expect("the PR");
+        assert_eq!(pr.head.sha, "c2");
+    }
+    assert_eq!(fake.tokens_minted(), 1);
+    fake.assert_requests_match_openapi();
+}
+
+// --- pull requests -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pull_request_and_its_net_files() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let pr = api.get(&format!("/repos/{REPO}/pulls/7")).await.body;
+    let fields = [
+        "/number",
+        "/state",
+        "/user/login",
+        "/labels/0/name",
+        "/draft",
+        "/merged",
+    ];
+    assert_eq!(
+        pick(&pr, &fields),
+        json!([7, "open", "alice", "sensitive-domain", false, false])
+    );
+    let branches = ["/head/ref", "/head/sha", "/base/ref", "/base/sha"];
+    assert_eq!(pick(&pr, &branches), json!(["feature", "c2", "main", BASE]));
+    assert_eq!(pick(&pr, &["/changed_files", "/commits"]), json!([4, 2]));
+
+    let files = api.get(&format!("/repos/{REPO}/pulls/7/files")).await.body;
+    let described: Vec<Value> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pick(f, &["/filename", "/status", "/previous_filename"]))
+        .collect();
+    let expected = [
+        json!(["README.md", "removed", null]),
+        json!(["eval/metrics.json", "modified", null]),
+        json!(["models/new/model.onnx", "added", null]),
+        json!(["models/renamed.onnx", "renamed", "models/old.onnx"]),
+    ];
+    assert_eq!(described, expected);
+    assert_eq!(
+        pick(&files[1], &["/additions", "/deletions", "/changes"]),
+        json!([1, 1, 2])
+    );
+    assert_eq!(api.get(&format!("/repos/{REPO}/pulls/8")).await.status, 404);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn pull_request_commits_and_reviews() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let commits = api
+        .get(&format!("/repos/{REPO}/pulls/7/commits"))
+        .await
+        .body;
+    assert_eq!(column(&commits, "/sha"), [json!("c1"), json!("c2")]);
+    let people = [
+        "/author/login",
+        "/committer/login",
+        "/commit/author/name",
+        "/parents/0/sha",
+    ];
+    assert_eq!(
+        pick(&commits[1], &people),
+        json!(["bob", "web-flow", "bob", "c1"])
+    );
+    let date = |i: usize| time(&commits[i]["commit"]["committer"]["date"]);
+    assert!(date(0) < date(1), "commits are stamped in order");
+
+    let approved = fake.add_review(REPO, 7, "carol", "APPROVED", "c1", fake.now());
+    let vetoed = fake.add_review(REPO, 7, "dave", "CHANGES_REQUESTED", "c2", fake.now());
+    fake.dismiss_review(REPO, 7, vetoed);
+    let reviews = api
+        .get(&format!("/repos/{REPO}/pulls/7/reviews"))
+        .await
+        .body;
+    assert_eq!(column(&reviews, "/id"), [json!(approved), json!(vetoed)]);
+    let first = ["/user/login", "/state", "/commit_id"];
+    assert_eq!(
+        pick(&reviews[0], &first),
+        json!(["carol", "APPROVED", "c1"])
+    );
+    assert_eq!(pick(&reviews[1], &["/state"]), json!(["DISMISSED"]));
+    assert!(reviews[0]["submitted_at"].is_string());
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn compare_lists_the_changes_between_two_commits() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let compare = api
+        .get(&format!("/repos/{REPO}/compare/c1...c2"))
+        .await
+        .body;
+    let summary = ["/status", "/ahead_by", "/behind_by", "/commits/0/sha"];
+    assert_eq!(pick(&compare, &summary), json!(["ahead", 1, 0, "c2"]));
+    let files = column(&compare["files"], "/filename");
+    assert_eq!(files, [json!("README.md"), json!("models/renamed.onnx")]);
+    let backwards = api
+        .get(&format!("/repos/{REPO}/compare/c2...c1"))
+        .await
+        .body;
+    assert_eq!(
+        pick(&backwards, &["/status", "/behind_by"]),
+        json!(["behind", 1])
+    );
+    let unknown = api.get(&format!("/repos/{REPO}/compare/c1...nope")).await;
+    assert_eq!(unknown.status, 404);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn push_retarget_labels_and_body_change_what_is_served() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let c3 = CommitSpec::new(
+        "c3",
+        "alice",
+        vec![FileChange::removed("models/new/model.onnx")],
+    );
+    fake.push(REPO, 7, c3);
+    fake.set_labels(REPO, 7, &["low-risk"]);
+    fake.set_body(REPO, 7, "new body");
+    fake.set_file(REPO, "release0", "README.md", "hello\n");
+    fake.retarget(REPO, 7, "release", "release0");
+    let pr = api.get(&format!("/repos/{REPO}/pulls/7")).await.body;
+    let fields = [
+        "/head/sha",
+        "/base/ref",
+        "/base/sha",
+        "/labels/0/name",
+        "/body",
+        "/commits",
+    ];
+    assert_eq!(
+        pick(&pr, &fields),
+        json!(["c3", "release", "release0", "low-risk", "new body", 3])
+    );
+    // Against release0 (a README only), head's files are added and its deleted README removed.
+    let files = api.get(&format!("/repos/{REPO}/pulls/7/files")).await.body;
+    let described: Vec<Value> = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pick(f, &["/filename", "/status"]))
+        .collect();
+    let expected = [
+        json!([".governance.toml", "added"]),
+        json!(["README.md", "removed"]),
+        json!(["eval/metrics.json", "added"]),
+        json!(["models/renamed.onnx", "added"]),
+    ];
+    assert_eq!(described, expected);
+    let pulls = api
+        .get(&format!("/repos/{REPO}/commits/c3/pulls"))
+        .await
+        .body;
+    assert_eq!(column(&pulls, "/number"), [json!(7)]);
+}
+
+// --- lists -------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pagination_follows_link_headers() {
+    let (fake, api) = app_fake().await;
+    wide_pr(&fake, 75);
+    let files = format!("/repos/{REPO}/pulls/1/files");
+    let first = api.get(&format!("{files}?per_page=30")).await;
+    assert_eq!(first.body.as_array().unwrap().len(), 30);
+    let next = link_to(&first, "next").expect("a next link");
+    assert!(next.starts_with(&fake.url()), "{next}");
+    assert!(
+        next.contains("per_page=30") && next.ends_with("page=2"),
+        "{next}"
+    );
+    assert!(link_to(&first, "last").unwrap().ends_with("page=3"));
+    assert_eq!(link_to(&first, "prev"), None);
+    let second = api.get(&next).await;
+    assert!(link_to(&second, "prev").unwrap().ends_with("page=1"));
+    assert!(link_to(&second, "first").unwrap().ends_with("page=1"));
+
+    let (items, pages) = all_pages(&api, &format!("{files}?per_page=30")).await;
+    assert_eq!((items.len(), pages), (75, 3));
+    let mut names: Vec<&str> = items
+        .iter()
+        .map(|f| f["filename"].as_str().unwrap())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), 75, "no item twice");
+
+    let default = api.get(&files).await;
+    assert_eq!(
+        default.body.as_array().unwrap().len(),
+        30,
+        "GitHub's default page is 30"
+    );
+    let clamped = api.get(&format!("{files}?per_page=500")).await;
+    assert_eq!(
+        clamped.body.as_array().unwrap().len(),
+        75,
+        "per_page is capped at 100"
+    );
+    assert_eq!(clamped.header("link"), None, "one page, no links");
+    let beyond = api.get(&format!("{files}?page=9")).await;
+    assert_eq!((beyond.status, beyond.body), (200, json!([])));
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn files_list_stops_at_3000_and_commits_at_250() {
+    let (fake, api) = app_fake().await;
+    wide_pr(&fake, 3_100);
+    let pr = api.get(&format!("/repos/{REPO}/pulls/1")).await.body;
+    assert_eq!(
+        pr["changed_files"], 3_100,
+        "the count is not capped, the list is"
+    );
+    let files = format!("/repos/{REPO}/pulls/1/files?per_page=100");
+    let first = api.get(&files).await;
+    assert!(link_to(&first, "last").unwrap().ends_with("page=30"));
+    let last = api.get(&format!("{files}&page=30")).await;
+    assert_eq!(last.body.as_array().unwrap().len(), 100);
+    assert_eq!(link_to(&last, "next"), None);
+    assert_eq!(api.get(&format!("{files}&page=31")).await.body, json!([]));
+    assert_eq!(PR_FILES_CAP, 3_000);
+
+    let commits = (0..260)
+        .map(|i| {
+            let file = FileChange::added(&format!("k{i}"), "x");
+            CommitSpec::new(&format!("k{i}"), "alice", vec![file])
+        })
+        .collect();
+    fake.open_pr(
+        REPO,
+        PrSpec {
+            number: 2,
+            commits,
+            ..PrSpec::default()
+        },
+    );
+    let pr = api.get(&format!("/repos/{REPO}/pulls/2")).await.body;
+    assert_eq!(pr["commits"], 260);
+    let (listed, pages) =
+        all_pages(&api, &format!("/repos/{REPO}/pulls/2/commits?per_page=100")).await;
+    assert_eq!((listed.len(), pages), (250, 3));
+    assert_eq!(listed[249]["sha"], "k249");
+}
+
+// --- files ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn contents_carry_etags_and_answer_304() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let card =
+        "# Model card\n\n## Intended use\nRanking support tickets by urgency, nothing else.\n";
+    fake.set_file(REPO, "c2", "models/new/MODEL_CARD.md", card);
+    let path = format!("/repos/{REPO}/contents/models/new/MODEL_CARD.md?ref=c2");
+    let file = api.get(&path).await;
+    assert_eq!(file.status, 200);
+    let fields = ["/type", "/encoding", "/name", "/path"];
+    let expected = json!([
+        "file",
+        "base64",
+        "MODEL_CARD.md",
+        "models/new/MODEL_CARD.md"
+    ]);
+    assert_eq!(pick(&file.body, &fields), expected);
+    let content = file.body["content"].as_str().unwrap();
+    assert!(
+        content.lines().count() > 1,
+        "GitHub wraps base64: {content}"
+    );
+    assert!(content.lines().all(|l| l.len() <= 60), "{content}");
+    let compact: String = content.split_whitespace().collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .unwrap();
+    assert_eq!(String::from_utf8(decoded).unwrap(), card);
+    let etag = file.header("etag").expect("an ETag").to_owned();
+
+    fake.clear_requests();
+    let conditional = |tag: &str| api.request(Method::GET, &path).header("if-none-match", tag);
+    let cached = api.send(conditional(&etag)).await;
+    assert_eq!((cached.status, cached.body), (304, Value::Null));
+    let stale = api.send(conditional("W/\"other\"")).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(fake.not_modified_count(), 1);
+    assert_eq!(fake.api_requests_excluding_304(), 1);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn contents_follow_the_ref_and_list_folders() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let metrics =
+        |reference: &str| format!("/repos/{REPO}/contents/eval/metrics.json?ref={reference}");
+    let at_base = api.get(&metrics(BASE)).await;
+    let at_head = api.get(&metrics("c2")).await;
+    assert_ne!(at_base.body["content"], at_head.body["content"]);
+    assert_ne!(at_base.header("etag"), at_head.header("etag"));
+    let by_branch = api.get(&metrics("feature")).await;
+    assert_eq!(by_branch.body["content"], at_head.body["content"]);
+    let readme = |reference: &str| format!("/repos/{REPO}/contents/README.md?ref={reference}");
+    assert_eq!(api.get(&readme(BASE)).await.status, 200);
+    assert_eq!(api.get(&readme("c2")).await.status, 404, "removed at c2");
+    assert_eq!(api.get(&readme("nope")).await.status, 404);
+    let folder = api
+        .get(&format!("/repos/{REPO}/contents/models?ref=c2"))
+        .await
+        .body;
+    let entries: Vec<Value> = folder
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| pick(e, &["/path", "/type"]))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            json!(["models/new", "dir"]),
+            json!(["models/renamed.onnx", "file"])
+        ]
+    );
+
+    let big = "x".repeat(1_100_000);
+    fake.set_file(REPO, "c2", "data/big.csv", &big);
+    let large = api
+        .get(&format!("/repos/{REPO}/contents/data/big.csv?ref=c2"))
+        .await
+        .body;
+    assert_eq!(
+        pick(&large, &["/encoding", "/content", "/size"]),
+        json!(["none", "", 1_100_000])
+    );
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn trees_list_every_path_at_a_commit() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let tree = api
+        .get(&format!("/repos/{REPO}/git/trees/c2?recursive=1"))
+        .await
+        .body;
+    let blobs: Vec<&str> = tree["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "blob")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let expected = [
+        ".governance.toml",
+        "eval/metrics.json",
+        "models/new/model.onnx",
+        "models/renamed.onnx",
+    ];
+    assert_eq!(blobs, expected);
+    assert_eq!(tree["truncated"], false);
+    let top = api.get(&format!("/repos/{REPO}/git/trees/c2")).await.body;
+    let top = column(&top["tree"], "/path");
+    assert_eq!(
+        top,
+        [json!(".governance.toml"), json!("eval"), json!("models")]
+    );
+    assert!(
+        fake.openapi_violations().is_empty(),
+        "the trees API is a known addition"
+    );
+}
+
+// --- people --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn permissions_and_team_memberships() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    fake.set_permission(REPO, "Carol", "maintain");
+    fake.set_permission(REPO, "erin", "none");
+    let permission = async |user: &str| {
+        let path = format!("/repos/{REPO}/collaborators/{user}/permission");
+        api.get(&path).await.body
+    };
+    let carol = permission("carol").await;
+    let fields = ["/permission", "/role_name", "/user/login"];
+    assert_eq!(pick(&carol, &fields), json!(["write", "maintain", "carol"]));
+    assert_eq!(permission("erin").await["permission"], "none");
+    assert_eq!(permission("stranger").await["permission"], "read");
+
+    fake.set_team("acme", "ml-leads", &["carol"]);
+    fake.set_team_pending("acme", "ml-leads", "dave");
+    let membership = async |team: &str, user: &str| {
+        api.get(&format!("/orgs/acme/teams/{team}/memberships/{user}"))
+            .await
+    };
+    let carol = membership("ml-leads", "carol").await;
+    assert_eq!(carol.status, 200);
+    assert_eq!(
+        pick(&carol.body, &["/state", "/role"]),
+        json!(["active", "member"])
+    );
+    assert_eq!(
+        membership("ml-leads", "dave").await.body["state"],
+        "pending"
+    );
+    assert_eq!(membership("ml-leads", "erin").await.status, 404);
+    assert_eq!(membership("unknown", "carol").await.status, 404);
+    assert_eq!(api.get("/orgs/acme/members/carol").await.status, 204);
+    fake.assert_requests_match_openapi();
+}
+
+// --- comments ------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn comment_authors_follow_the_identity() {
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    let path = format!("/repos/{REPO}/issues/7/comments");
+    fake.add_comment(REPO, 7, "carol", "/tollgate bypass INC-1");
+    let posted = app
+        .post(&path, json!({ "body": "<!-- tollgate -->\nPending" }))
+        .await;
+    assert_eq!(posted.status, 201);
+    assert_eq!(
+        pick(&posted.body, &["/user/login", "/user/type"]),
+        json!(["tollgate[bot]", "Bot"])
+    );
+    assert_eq!(posted.body["created_at"], posted.body["updated_at"]);
+
+    fake.set_user("octo");
+    let token_user = Api::new(&fake, Some("ghp_personal"));
+    let by_user = token_user
+        .post(&path, json!({ "body": "token mode" }))
+        .await;
+    assert_eq!(
+        pick(&by_user.body, &["/user/login", "/user/type"]),
+        json!(["octo", "User"])
+    );
+
+    let listed = app.get(&path).await.body;
+    let authors = column(&listed, "/user/login");
+    assert_eq!(
+        authors,
+        [json!("carol"), json!("tollgate[bot]"), json!("octo")]
+    );
+    let views = fake.comments(REPO, 7);
+    let view_authors: Vec<(&str, &str)> = views
+        .iter()
+        .map(|c| (c.author.as_str(), c.author_type.as_str()))
+        .collect();
+    assert_eq!(
+        view_authors,
+        [
+            ("carol", "User"),
+            ("tollgate[bot]", "Bot"),
+            ("octo", "User")
+        ]
+    );
+    let elsewhere = app
+        .post(
+            &format!("/repos/{REPO}/issues/99/comments"),
+            json!({ "body": "x" }),
+        )
+        .await;
+    assert_eq!(elsewhere.status, 404);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn comment_edits_move_updated_at_and_name_the_editor() {
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    let human = fake.add_comment(REPO, 7, "carol", "/tollgate bypass INC-1");
+    let posted = app
+        .post(
+            &format!("/repos/{REPO}/issues/7/comments"),
+            json!({ "body": "v1" }),
+        )
+        .await;
+    let id = posted.body["id"].as_u64().unwrap();
+    let edited = app
+        .patch(
+            &format!("/repos/{REPO}/issues/comments/{id}"),
+            json!({ "body": "v2" }),
+        )
+        .await;
+    assert_eq!(edited.status, 200);
+    assert!(time(&edited.body["updated_at"]) > time(&edited.body["created_at"]));
+    fake.edit_comment(REPO, human, "/tollgate bypass INC-2");
+    fake.edit_comment_as(REPO, human, "mallory", "/tollgate approve");
+
+    let views = fake.comments(REPO, 7);
+    assert_eq!(
+        (views[0].body.as_str(), views[0].edited_by.as_deref()),
+        ("/tollgate approve", Some("mallory"))
+    );
+    assert!(views[0].updated_at > views[0].created_at);
+    assert_eq!(
+        (views[1].body.as_str(), views[1].edited_by.as_deref()),
+        ("v2", Some("tollgate[bot]"))
+    );
+    let fetched = app
+        .get(&format!("/repos/{REPO}/issues/comments/{human}"))
+        .await
+        .body;
+    assert_eq!(fetched["body"], "/tollgate approve");
+    let delete = app.request(
+        Method::DELETE,
+        &format!("/repos/{REPO}/issues/comments/{id}"),
+    );
+    assert_eq!(app.send(delete).await.status, 204);
+    assert_eq!(fake.comments(REPO, 7).len(), 1);
+    fake.assert_requests_match_openapi();
+}
+
+// --- checks and statuses -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn check_runs_keep_their_history() {
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    let runs = format!("/repos/{REPO}/check-runs");
+    let start = json!({ "name": "tollgate", "head_sha": "c2", "status": "in_progress" });
+    let created = app.post(&runs, start).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let fields = ["/app/id", "/app/slug", "/pull_requests/0/number", "/status"];
+    assert_eq!(
+        pick(&created.body, &fields),
+        json!([42, "tollgate", 7, "in_progress"])
+    );
+    let id = created.body["id"].as_u64().unwrap();
+    let annotation = json!({ "path": "models/new/model.onnx", "start_line": 1, "end_line": 1,
+        "annotation_level": "failure", "message": "no model card" });
+    let output = json!({ "title": "Blocked", "summary": "Missing evidence", "text": "details",
+        "annotations": [annotation] });
+    let finish = json!({ "conclusion": "failure", "output": output });
+    let updated = app.patch(&format!("{runs}/{id}"), finish).await;
+    assert_eq!(updated.status, 200);
+    let fields = ["/status", "/conclusion", "/output/annotations_count"];
+    assert_eq!(
+        pick(&updated.body, &fields),
+        json!(["completed", "failure", 1])
+    );
+    let other = json!({ "name": "other", "head_sha": "c2", "conclusion": "success" });
+    assert_eq!(app.post(&runs, other).await.status, 201);
+
+    let listed = app
+        .get(&format!(
+            "/repos/{REPO}/commits/c2/check-runs?check_name=tollgate"
+        ))
+        .await;
+    let fields = ["/total_count", "/check_runs/0/id", "/check_runs/0/app/slug"];
+    assert_eq!(pick(&listed.body, &fields), json!([1, id, "tollgate"]));
+    let by_branch = app
+        .get(&format!("/repos/{REPO}/commits/feature/check-runs"))
+        .await;
+    assert_eq!(by_branch.body["total_count"], 2);
+
+    let views = fake.check_runs(REPO);
+    assert_eq!(views.len(), 2);
+    let run = &views[0];
+    assert_eq!(
+        (run.name.as_str(), run.head_sha.as_str(), run.app_id),
+        ("tollgate", "c2", 42)
+    );
+    assert_eq!(
+        (run.title.as_deref(), run.summary.as_deref()),
+        (Some("Blocked"), Some("Missing evidence"))
+    );
+    assert_eq!(run.annotations_count, 1);
+    let history = [
+        ("in_progress".to_owned(), None),
+        ("completed".to_owned(), Some("failure".to_owned())),
+    ];
+    assert_eq!(run.history, history);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn check_runs_need_an_app_and_a_known_commit() {
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    let runs = format!("/repos/{REPO}/check-runs");
+    fake.set_user("octo");
+    let token_user = Api::new(&fake, Some("ghp_personal"));
+    let refused = token_user
+        .post(&runs, json!({ "name": "tollgate", "head_sha": "c2" }))
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.body["message"],
+        "You must authenticate via a GitHub App."
+    );
+    let unknown_sha = app
+        .post(&runs, json!({ "name": "tollgate", "head_sha": "nope" }))
+        .await;
+    assert_eq!(unknown_sha.status, 422);
+    assert!(fake.check_runs(REPO).is_empty(), "nothing was created");
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn statuses_are_kept_in_order_and_combined() {
+    let fake = FakeGitHub::start().await;
+    sample_pr(&fake);
+    fake.set_user("octo");
+    let api = Api::new(&fake, Some("ghp_personal"));
+    let path = format!("/repos/{REPO}/statuses/c2");
+    let pending = json!({ "state": "pending", "context": "tollgate", "description": "Evaluating" });
+    let posted = api.post(&path, pending).await;
+    assert_eq!(
+        (posted.status, &posted.body["creator"]["login"]),
+        (201, &json!("octo"))
+    );
+    let success =
+        json!({ "state": "success", "context": "tollgate", "target_url": "https://example.com" });
+    api.post(&path, success).await;
+    api.post(&path, json!({ "state": "failure", "context": "ci" }))
+        .await;
+    let combined = api
+        .get(&format!("/repos/{REPO}/commits/c2/status"))
+        .await
+        .body;
+    assert_eq!(
+        pick(&combined, &["/state", "/total_count"]),
+        json!(["failure", 2])
+    );
+
+    let views = fake.statuses(REPO, "c2");
+    let states: Vec<(&str, &str)> = views
+        .iter()
+        .map(|s| (s.context.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("tollgate", "pending"),
+            ("tollgate", "success"),
+            ("ci", "failure")
+        ]
+    );
+    assert_eq!(views[1].target_url.as_deref(), Some("https://example.com"));
+    let unknown = api
+        .post(
+            &format!("/repos/{REPO}/statuses/nope"),
+            json!({ "state": "success" }),
+        )
+        .await;
+    assert_eq!(unknown.status, 422);
+    fake.assert_requests_match_openapi();
+}
+
+// --- OpenAPI validation --------------------------------------------------------------------------
+
+/// A request that breaks the OpenAPI description, and what the fake must say about it.
+struct BadRequest {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    status: u16,
+    reason: &'static str,
+}
+
+fn bad(
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    status: u16,
+    reason: &'static str,
+) -> BadRequest {
+    BadRequest {
+        method,
+        path,
+        body,
+        status,
+        reason,
+    }
+}
+
+/// One request per validation rule: each is refused and reported, with its reason.
+fn bad_requests() -> Vec<BadRequest> {
+    let runs = format!("/repos/{REPO}/check-runs");
+    let annotation = |level: &str| json!({ "path": "a", "start_line": 1, "end_line": 1, "annotation_level": level, "message": "m" });
+    let with_annotations = |annotations: Vec<Value>| {
+        let output = json!({ "title": "t", "summary": "s", "annotations": annotations });
+        json!({ "name": "t", "head_sha": "c2", "output": output })
+    };
+    let nested = with_annotations(vec![annotation("fatal")]);
+    let too_many = with_annotations(vec![annotation("notice"); 51]);
+    vec![
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(json!({ "name": "tollgate" })),
+            422,
+            "body: required property `head_sha` is missing",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(json!({ "name": "t", "head_sha": "c2", "conclusion": "passed" })),
+            422,
+            "body.conclusion: \"passed\" is not one of",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(nested),
+            422,
+            "body.output.annotations[0].annotation_level: \"fatal\" is not one of",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(too_many),
+            422,
+            "body.output.annotations: 51 items, at most 50",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(json!({ "name": 5, "head_sha": "c2" })),
+            422,
+            "body.name: expected string, found a number",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(json!({ "name": "t", "head_sha": "c2", "started_at": "yesterday" })),
+            422,
+            "is not an ISO 8601 date-time",
+        ),
+        bad(
+            Method::POST,
+            runs.clone(),
+            Some(json!({ "name": "t", "head_sha": "c2", "status": "completed" })),
+            422,
+            "`conclusion` is required",
+        ),
+        bad(
+            Method::PATCH,
+            format!("{runs}/1001"),
+            Some(json!({ "status": "completed" })),
+            422,
+            "matches none of the anyOf alternatives",
+        ),
+        bad(
+            Method::POST,
+            format!("/repos/{REPO}/issues/7/comments"),
+            Some(json!({})),
+            422,
+            "required property `body` is missing",
+        ),
+        bad(
+            Method::POST,
+            format!("/repos/{REPO}/issues/7/comments"),
+            None,
+            422,
+            "a JSON request body is required",
+        ),
+        bad(
+            Method::GET,
+            format!("/repos/{REPO}/pulls/7/files?per_page=many"),
+            None,
+            422,
+            "query parameter `per_page`: `many` is not of type integer",
+        ),
+        bad(
+            Method::GET,
+            format!("/repos/{REPO}/secrets"),
+            None,
+            404,
+            "no operation of the OpenAPI subset",
+        ),
+        bad(
+            Method::GET,
+            format!("/repos/{REPO}/pulls/seven"),
+            None,
+            404,
+            "no operation of the OpenAPI subset",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn openapi_validation_reports_each_broken_rule() {
+    let (fake, app) = app_fake().await;
+    if !fake.openapi_validation_enabled() {
+        eprintln!("skipped: no OpenAPI subset");
+        return;
+    }
+    sample_pr(&fake);
+    let valid = json!({ "name": "tollgate", "head_sha": "c2", "status": "queued" });
+    let created = app.post(&format!("/repos/{REPO}/check-runs"), valid).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(
+        created.body["id"], 1_001,
+        "the PATCH case below targets this run"
+    );
+    assert!(
+        fake.openapi_violations().is_empty(),
+        "{:?}",
+        fake.openapi_violations()
+    );
+
+    let cases = bad_requests();
+    for (i, case) in cases.iter().enumerate() {
+        let mut request = app.request(case.method.clone(), &case.path);
+        if let Some(body) = &case.body {
+            request = request.json(body);
+        }
+        let answer = app.send(request).await;
+        let what = format!("{} {}", case.method, case.path);
+        assert_eq!(answer.status, case.status, "{what}: {}", answer.body);
+        let violations = fake.openapi_violations();
+        assert_eq!(violations.len(), i + 1, "{what}: {violations:#?}");
+        let reported = &violations[i];
+        assert!(
+            reported.contains(case.reason),
+            "{what}: {reported:?} lacks {:?}",
+            case.reason
+        );
+    }
+    assert_eq!(
+        fake.check_runs(REPO).len(),
+        1,
+        "refused requests change nothing"
+    );
+    let history = &fake.check_runs(REPO)[0].history;
+    assert_eq!(history.len(), 1, "the refused PATCH did not touch the run");
+    let check = std::panic::AssertUnwindSafe(|| fake.assert_requests_match_openapi());
+    let panic = std::panic::catch_unwind(check).expect_err("violations make it panic");
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains(&format!("{} request(s)", cases.len())),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_of_the_fake_is_described_by_openapi() {
+    let fake = FakeGitHub::start().await;
+    match fake.routes_missing_from_openapi() {
+        Some(missing) => assert!(missing.is_empty(), "{missing:?}"),
+        None => eprintln!("skipped: no OpenAPI subset"),
+    }
+}
+
+// --- failure injection ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn fail_next_injects_failures_then_serves() {
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    let path = format!("/repos/{REPO}/pulls/7");
+    fake.fail_next("GET", &format!("/repos/{REPO}/pulls"), 502, 2, None);
+    assert_eq!(app.get(&path).await.status, 502);
+    assert_eq!(app.get(&path).await.status, 502);
+    assert_eq!(app.get(&path).await.status, 200);
+
+    fake.fail_next("*", "/repos/", 429, 1, Some(7));
+    let limited = app.get(&path).await;
+    assert_eq!(
+        (limited.status, limited.header("retry-after")),
+        (429, Some("7"))
+    );
+    fake.fail_next("GET", "/repos/", 403, 1, None);
+    let exhausted = app.get(&path).await;
+    assert_eq!(
+        (exhausted.status, exhausted.header("x-ratelimit-remaining")),
+        (403, Some("0"))
+    );
+
+    fake.fail_next("POST", &format!("/repos/{REPO}/issues"), 500, 1, None);
+    let comments = format!("/repos/{REPO}/issues/7/comments");
+    assert_eq!(
+        app.post(&comments, json!({ "body": "hi" })).await.status,
+        500
+    );
+    assert!(
+        fake.comments(REPO, 7).is_empty(),
+        "an injected failure changes nothing"
+    );
+    assert_eq!(
+        app.post(&comments, json!({ "body": "hi" })).await.status,
+        201
+    );
+    let statuses: Vec<u16> = fake.requests().iter().skip(1).map(|r| r.status).collect();
+    assert_eq!(statuses, [502, 502, 200, 429, 403, 500, 201]);
+}
+
+// --- octocrab compatibility ----------------------------------------------------------------------
+
+/// The fake's answers deserialize into octocrab's models, so a client may use either those or
+/// its own thin structs.
+#[tokio::test]
+async fn answers_deserialize_into_octocrab_models() {
+    use octocrab::models;
+    fn parse<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> T {
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{what}: {e}\n{value:#}"))
+    }
+    let (fake, app) = app_fake().await;
+    sample_pr(&fake);
+    fake.add_review(REPO, 7, "carol", "APPROVED", "c2", fake.now());
+    fake.add_comment(REPO, 7, "carol", "hi");
+    app.post(
+        &format!("/repos/{REPO}/check-runs"),
+        json!({ "name": "tollgate", "head_sha": "c2" }),
+    )
+    .await;
+    app.post(
+        &format!("/repos/{REPO}/statuses/c2"),
+        json!({ "state": "success" }),
+    )
+    .await;
+    let get = async |path: String| app.get(&path).await.body;
+    let _: models::pulls::PullRequest = parse("pull", get(format!("/repos/{REPO}/pulls/7")).await);
+    let _: Vec<models::repos::DiffEntry> =
+        parse("files", get(format!("/repos/{REPO}/pulls/7/files")).await);
+    let _: Vec<models::repos::RepoCommit> = parse(
+        "commits",
+        get(format!("/repos/{REPO}/pulls/7/commits")).await,
+    );
+    let _: Vec<models::pulls::Review> = parse(
+        "reviews",
+        get(format!("/repos/{REPO}/pulls/7/reviews")).await,
+    );
+    let _: Vec<models::issues::Comment> = parse(
+        "comments",
+        get(format!("/repos/{REPO}/issues/7/comments")).await,
+    );
+    let runs = get(format!("/repos/{REPO}/commits/c2/check-runs")).await;
+    let _: Vec<models::checks::CheckRun> = parse("check runs", runs["check_runs"].clone());
+    let contents = get(format!("/repos/{REPO}/contents/eval/metrics.json?ref=c2")).await;
+    let _: models::repos::Content = parse("contents", contents);
+    let compare = get(format!("/repos/{REPO}/compare/c1...c2")).await;
+    let _: models::commits::CommitComparison = parse("compare", compare);
+    let _: models::CombinedStatus = parse(
+        "status",
+        get(format!("/repos/{REPO}/commits/c2/status")).await,
+    );
+    let _: models::UserProfile = parse(
+        "user",
+        Api::new(&fake, Some("ghp_x")).get("/user").await.body,
+    );
+    let jwt = Api::new(&fake, Some(&fake.app_jwt()));
+    let installation = jwt.get(&format!("/repos/{REPO}/installation")).await.body;
+    let _: models::Installation = parse("installation", installation);
+}
+
+/// octocrab itself pages through the fake with its `Link` headers.
+#[tokio::test]
+async fn octocrab_pages_through_the_fake() {
+    let (fake, _) = app_fake().await;
+    wide_pr(&fake, 250);
+    let client = octocrab::Octocrab::builder()
+        .base_uri(fake.url())
+        .unwrap()
+        .personal_token("ghp_personal".to_owned())
+        .build()
+        .unwrap();
+    let first = client
+        .pulls("acme", "models")
+        .list_files(1)
+        .await
+        .expect("first page");
+    let all = client.all_pages(first).await.expect("every page");
+    assert_eq!(all.len(), 250);
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.header("user-agent").is_some())
+    );
+    fake.assert_requests_match_openapi();
+}
