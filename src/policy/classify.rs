@@ -164,10 +164,8 @@ fn key_rule_hits(rule: &KeyRule, file: &ChangedFile, sides: &Sides) -> Vec<KeyHi
             .keys
             .iter()
             .filter_map(|key| {
-                let (before, after) = (
-                    structured::lookup(base, key),
-                    structured::lookup(head, key),
-                );
+                let (before, after) =
+                    (structured::lookup(base, key), structured::lookup(head, key));
                 (before != after).then(|| KeyHit {
                     path: file.path.clone(),
                     key: key.clone(),
