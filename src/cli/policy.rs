@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::policy::decision::{EvidenceStatus, IgnoreReason, Signal};
+use crate::policy::decision::EvidenceStatus;
 use crate::policy::{ChangeFacts, Decision, Outcome, Policy, RiskTier, evaluate, parse_policy};
 
 /// Reads and validates a policy file, or prints its errors (`path:line:col: message`).
@@ -157,7 +157,7 @@ pub fn render_text(decision: &Decision) -> String {
     };
     let _ = writeln!(out, "tier: {tier}");
     for reason in &decision.reasons {
-        let _ = writeln!(out, "  - {}: {}", reason.tier, signal_text(&reason.signal));
+        let _ = writeln!(out, "  - {}: {}", reason.tier, reason.signal.describe());
     }
     if !decision.gates.is_empty() {
         let gates: Vec<String> = decision
@@ -217,7 +217,7 @@ pub fn render_text(decision: &Decision) -> String {
             out,
             "ignored approval: {} ({})",
             ignored.login,
-            ignore_text(&ignored.reason)
+            ignored.reason.describe()
         );
     }
     for veto in &decision.vetoes {
@@ -278,47 +278,6 @@ fn outcome_line(outcome: &Outcome) -> String {
                 "bypassed by {by} for {ticket} until {}",
                 expires_at.to_rfc3339()
             )
-        }
-    }
-}
-
-fn signal_text(signal: &Signal) -> String {
-    match signal {
-        Signal::Kind { path, kind, floor } => {
-            let floor = if *floor { " (playbook floor)" } else { "" };
-            format!("`{path}` is a {kind} change{floor}")
-        }
-        Signal::Key { path, detail, .. } => format!("`{path}` {detail}"),
-        Signal::MetricShift {
-            metric,
-            base,
-            head,
-            shift_pct,
-            threshold_pct,
-        } => {
-            format!("metric `{metric}` {base} → {head} ({shift_pct:.2} % > {threshold_pct} %)")
-        }
-        Signal::Label { label } => format!("label `{label}`"),
-        Signal::SensitivePath { path } => format!("`{path}` is a sensitive path"),
-        Signal::Governed { files } => {
-            format!("{files} governed file(s) changed; no higher-risk signal")
-        }
-    }
-}
-
-fn ignore_text(reason: &IgnoreReason) -> String {
-    match reason {
-        IgnoreReason::Author => "the author cannot approve their own change".to_owned(),
-        IgnoreReason::Contributor => "authored or committed part of the change".to_owned(),
-        IgnoreReason::NoWriteAccess => "no write access".to_owned(),
-        IgnoreReason::Stale { changed } if changed.is_empty() => {
-            "stale: given on an older commit".to_owned()
-        }
-        IgnoreReason::Stale { changed } => format!("stale: {} changed since", changed.join(", ")),
-        IgnoreReason::NoRequiredRole => "holds none of the required roles".to_owned(),
-        IgnoreReason::AlreadyFills { role } => format!("already signs off as {role}"),
-        IgnoreReason::RolesAlreadyFilled => {
-            "their roles are already signed off by others".to_owned()
         }
     }
 }

@@ -317,6 +317,55 @@ pub struct Decision {
     pub outcome: Outcome,
 }
 
+impl Signal {
+    /// The signal in words, for the CLI, the comment and the check.
+    pub fn describe(&self) -> String {
+        match self {
+            Signal::Kind { path, kind, floor } => {
+                let floor = if *floor { " (playbook floor)" } else { "" };
+                format!("`{path}` is a {kind} change{floor}")
+            }
+            Signal::Key { path, detail, .. } => format!("`{path}` {detail}"),
+            Signal::MetricShift {
+                metric,
+                base,
+                head,
+                shift_pct,
+                threshold_pct,
+            } => {
+                format!("metric `{metric}` {base} → {head} ({shift_pct:.2} % > {threshold_pct} %)")
+            }
+            Signal::Label { label } => format!("label `{label}`"),
+            Signal::SensitivePath { path } => format!("`{path}` is a sensitive path"),
+            Signal::Governed { files } => {
+                format!("{files} governed file(s) changed; no higher-risk signal")
+            }
+        }
+    }
+}
+
+impl IgnoreReason {
+    /// Why the approval does not count, in words.
+    pub fn describe(&self) -> String {
+        match self {
+            IgnoreReason::Author => "the author cannot approve their own change".to_owned(),
+            IgnoreReason::Contributor => "authored or committed part of the change".to_owned(),
+            IgnoreReason::NoWriteAccess => "no write access".to_owned(),
+            IgnoreReason::Stale { changed } if changed.is_empty() => {
+                "stale: given on an older commit".to_owned()
+            }
+            IgnoreReason::Stale { changed } => {
+                format!("stale: {} changed since", changed.join(", "))
+            }
+            IgnoreReason::NoRequiredRole => "holds none of the required roles".to_owned(),
+            IgnoreReason::AlreadyFills { role } => format!("already signs off as {role}"),
+            IgnoreReason::RolesAlreadyFilled => {
+                "their roles are already signed off by others".to_owned()
+            }
+        }
+    }
+}
+
 /// Percentages that may be infinite (a metric moving away from 0): JSON has no infinity, so
 /// they are written as `"inf"` and read back from it, instead of turning into `null`.
 mod percent {

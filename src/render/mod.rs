@@ -5,9 +5,7 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::policy::decision::{
-    BlockReason, Decision, EvidenceStatus, IgnoreReason, Outcome, Signal,
-};
+use crate::policy::decision::{BlockReason, Decision, EvidenceStatus, Outcome};
 use crate::policy::facts::ChangeFacts;
 use crate::policy::markdown::{SectionState, section_state};
 
@@ -278,7 +276,7 @@ impl View {
             reasons: decision
                 .reasons
                 .iter()
-                .map(|r| format!("{}: {}", r.tier, signal_text(&r.signal)))
+                .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
                 .collect(),
             gates: decision
                 .gates
@@ -339,7 +337,7 @@ impl View {
                 .iter()
                 .map(|i| IgnoredRow {
                     login: i.login.clone(),
-                    reason: ignore_text(&i.reason),
+                    reason: i.reason.describe(),
                 })
                 .collect(),
             notes: decision.notes.clone(),
@@ -423,47 +421,4 @@ fn first_line_after(text: &str, heading: &str) -> Option<String> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.chars().take(200).collect())
-}
-
-fn signal_text(signal: &Signal) -> String {
-    match signal {
-        Signal::Kind { path, kind, floor } => {
-            let floor = if *floor { " (playbook floor)" } else { "" };
-            format!("{path} is a {kind} change{floor}")
-        }
-        Signal::Key { path, detail, .. } => format!("{path}: {detail}"),
-        Signal::MetricShift {
-            metric,
-            base,
-            head,
-            shift_pct,
-            threshold_pct,
-        } => {
-            format!(
-                "metric {metric} moved {base} → {head} ({shift_pct:.2} %, over {threshold_pct} %)"
-            )
-        }
-        Signal::Label { label } => format!("label {label}"),
-        Signal::SensitivePath { path } => format!("{path} is a sensitive path"),
-        Signal::Governed { files } => {
-            format!("{files} governed file(s) changed, no higher-risk signal")
-        }
-    }
-}
-
-fn ignore_text(reason: &IgnoreReason) -> String {
-    match reason {
-        IgnoreReason::Author => "the author cannot approve their own change".to_owned(),
-        IgnoreReason::Contributor => "authored or committed part of the change".to_owned(),
-        IgnoreReason::NoWriteAccess => "no write access to the repository".to_owned(),
-        IgnoreReason::Stale { changed } if changed.is_empty() => {
-            "stale: given on an older commit".to_owned()
-        }
-        IgnoreReason::Stale { changed } => format!("stale: {} changed since", changed.join(", ")),
-        IgnoreReason::NoRequiredRole => "holds none of the roles this tier requires".to_owned(),
-        IgnoreReason::AlreadyFills { role } => format!("already signs off as {role}"),
-        IgnoreReason::RolesAlreadyFilled => {
-            "their roles are already signed off by others".to_owned()
-        }
-    }
 }
