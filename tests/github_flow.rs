@@ -119,7 +119,8 @@ impl Tester {
         fake.set_team("acme", "model-risk", &["rita", "rhea"]);
     }
 
-    fn open_fraud_pr(&self) {
+    /// Opens PR #7 by alice into `main` at the base, one commit (the head) with `files`.
+    fn open_pr_with(&self, files: Vec<FileChange>) {
         self.fake.open_pr(
             REPO,
             PrSpec {
@@ -128,20 +129,20 @@ impl Tester {
                 title: "Fraud model v2".to_owned(),
                 body: BODY.to_owned(),
                 base_sha: BASE.to_owned(),
-                commits: vec![CommitSpec::new(
-                    HEAD1,
-                    "alice",
-                    vec![
-                        FileChange::added("models/fraud/v2/model.onnx", "weights"),
-                        FileChange::modified("models/fraud/MODEL_CARD.md", CARD),
-                        FileChange::added("reports/validation/fraud-v2.html", "<html>ok</html>"),
-                        FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
-                        FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
-                    ],
-                )],
+                commits: vec![CommitSpec::new(HEAD1, "alice", files)],
                 ..PrSpec::default()
             },
         );
+    }
+
+    fn open_fraud_pr(&self) {
+        self.open_pr_with(vec![
+            FileChange::added("models/fraud/v2/model.onnx", "weights"),
+            FileChange::modified("models/fraud/MODEL_CARD.md", CARD),
+            FileChange::added("reports/validation/fraud-v2.html", "<html>ok</html>"),
+            FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
+            FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
+        ]);
     }
 
     fn installation(&self) -> Value {
@@ -647,16 +648,7 @@ async fn a_synchronize_on_a_50_file_pr_with_warm_caches_stays_within_budget() {
         FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
         FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
     ]);
-    t.fake.open_pr(
-        REPO,
-        PrSpec {
-            number: 7,
-            body: BODY.to_owned(),
-            base_sha: BASE.to_owned(),
-            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
-            ..PrSpec::default()
-        },
-    );
+    t.open_pr_with(files);
     t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
         .await;
     t.review("dana", "approved", HEAD1).await;
@@ -779,16 +771,7 @@ async fn more_files_than_github_lists_fails_closed() {
     let files: Vec<FileChange> = (0..3_001)
         .map(|i| FileChange::added(&format!("models/m{i}/model.onnx"), "w"))
         .collect();
-    t.fake.open_pr(
-        REPO,
-        PrSpec {
-            number: 7,
-            base_sha: BASE.to_owned(),
-            body: BODY.to_owned(),
-            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
-            ..PrSpec::default()
-        },
-    );
+    t.open_pr_with(files);
     t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
         .await;
     let run = t.check(HEAD1);
@@ -804,16 +787,7 @@ async fn annotations_are_sent_in_batches_of_fifty() {
         .map(|i| FileChange::added(&format!("models/m{i}/model.onnx"), "w"))
         .collect();
     files.push(FileChange::modified("models/fraud/MODEL_CARD.md", CARD));
-    t.fake.open_pr(
-        REPO,
-        PrSpec {
-            number: 7,
-            base_sha: BASE.to_owned(),
-            body: BODY.to_owned(),
-            commits: vec![CommitSpec::new(HEAD1, "alice", files)],
-            ..PrSpec::default()
-        },
-    );
+    t.open_pr_with(files);
     t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
         .await;
     let run = t.check(HEAD1);
