@@ -29,11 +29,20 @@ const CARD: &str = "# Fraud v2\n## Intended use\nScoring card payments.\n## Metr
 const BODY: &str =
     "New fraud model.\n\n## Rollback plan\nRevert this PR; v1 stays in the registry.\n";
 
+/// Every test's requests are checked against GitHub's OpenAPI description when it ends.
 struct Tester {
     fake: FakeGitHub,
     app: TestApp,
     worker: Arc<GithubWorker>,
     delivery: std::sync::atomic::AtomicUsize,
+}
+
+impl Drop for Tester {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.fake.assert_requests_match_openapi();
+        }
+    }
 }
 
 impl Tester {
@@ -586,6 +595,29 @@ async fn a_bypass_is_honoured_for_on_call_with_a_ticket_and_refused_otherwise() 
 
     t.comment("olga", "/tollgate bypass JIRA-1 conversion dropped")
         .await;
+    // Each refused command gets one reply, however often the PR is evaluated again.
+    let replies: Vec<_> = t
+        .fake
+        .comments(REPO, 7)
+        .into_iter()
+        .filter(|c| c.author == "tollgate-test[bot]" && c.body.contains("was refused"))
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:#?}");
+    assert!(
+        replies[0].body.contains("@dana your command"),
+        "{}",
+        replies[0].body
+    );
+    assert!(
+        replies[0].body.contains("only holders of"),
+        "{}",
+        replies[0].body
+    );
+    assert!(
+        replies[1].body.contains("does not match"),
+        "{}",
+        replies[1].body
+    );
     assert_eq!(
         t.check(HEAD1).conclusion.as_deref(),
         Some("action_required")

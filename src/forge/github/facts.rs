@@ -194,6 +194,8 @@ pub struct ExistingComment {
     pub author: String,
     /// Its text.
     pub body: String,
+    /// When it was created.
+    pub at: DateTime<Utc>,
 }
 
 /// What [`Gatherer::facts`] found.
@@ -435,6 +437,7 @@ impl Gatherer<'_> {
                     id: c.id,
                     author: c.user?.login,
                     body: c.body.unwrap_or_default(),
+                    at: c.created_at,
                 })
             })
             .collect();

@@ -244,6 +244,15 @@ impl GithubWorker {
                 &gathered.comments,
             )
             .await?;
+            publish::reply_to_refused_commands(
+                client,
+                repo,
+                job.number,
+                identity,
+                &decision.commands,
+                &gathered.comments,
+            )
+            .await?;
         }
         Ok(())
     }
