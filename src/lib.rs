@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod forge;
 pub mod intake;
+pub mod ledger;
 pub mod metrics;
 pub mod policy;
 pub mod render;

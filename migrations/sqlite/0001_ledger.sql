@@ -1,0 +1,25 @@
+-- The append-only, hash-chained ledger of signed decision records.
+CREATE TABLE IF NOT EXISTS ledger_records (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    record_id  TEXT    NOT NULL UNIQUE,
+    repo       TEXT    NOT NULL,
+    repo_seq   BIGINT  NOT NULL,
+    created_ms BIGINT  NOT NULL,
+    body       TEXT    NOT NULL,
+    signature  TEXT    NOT NULL,
+    hash       TEXT    NOT NULL,
+    -- One chain per repository: two writers racing for the same position cannot both win.
+    UNIQUE (repo, repo_seq)
+);
+
+CREATE TRIGGER IF NOT EXISTS ledger_records_no_update
+BEFORE UPDATE ON ledger_records
+BEGIN
+    SELECT RAISE(ABORT, 'ledger records are append-only');
+END;
+
+CREATE TRIGGER IF NOT EXISTS ledger_records_no_delete
+BEFORE DELETE ON ledger_records
+BEGIN
+    SELECT RAISE(ABORT, 'ledger records are append-only');
+END;
