@@ -226,8 +226,8 @@ async fn check_suite(db: &TestDb) {
         exec(
             &ledger,
             &format!(
-                "UPDATE ledger_records SET body = '{}', signature = '{}', hash = '{}', record_id = '{}' WHERE repo = 'acme/fraud' AND repo_seq = {}",
-                source.body, source.signature, source.hash, format!("{}-tmp", source.record_id), target.repo_seq
+                "UPDATE ledger_records SET body = '{}', signature = '{}', hash = '{}', record_id = '{}-tmp' WHERE repo = 'acme/fraud' AND repo_seq = {}",
+                source.body, source.signature, source.hash, source.record_id, target.repo_seq
             ),
         )
         .await;
