@@ -93,14 +93,22 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (TOLLGATE_LISTEN)", config.listen))?;
     let local = listener.local_addr()?;
-    let sink = sink_for(&config)?;
+    let audit = Arc::new(open_audit(&config).await?);
+    let public_pem = crate::ledger::keys::public_pem(&audit.key.verifying_key());
+    let sink = sink_for(&config, audit)?;
     let metrics = Metrics::new();
     let secrets = IntakeSecrets {
         github: config.github.webhook_secrets.clone(),
         gitlab: config.gitlab.webhook_tokens.clone(),
     };
     log_start(&config, local);
-    let app = router(IntakeState::new(secrets, metrics.clone(), sink), metrics);
+    let app = router(IntakeState::new(secrets, metrics.clone(), sink), metrics).route(
+        SIGNING_KEY_ROUTE,
+        get(move || {
+            let pem = public_pem.clone();
+            async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], pem) }
+        }),
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -152,7 +160,50 @@ fn log_start(config: &ServerConfig, local: std::net::SocketAddr) {
 
 /// Where accepted deliveries go: the GitHub worker when GitHub credentials are set, else the
 /// dry-run logger.
-fn sink_for(config: &ServerConfig) -> anyhow::Result<Arc<dyn EventSink>> {
+/// Where the public key of decision records is served.
+pub const SIGNING_KEY_ROUTE: &str = "/.well-known/tollgate-signing-key";
+
+/// Opens the ledger (creating the SQLite file and schema on first start) and loads the
+/// signing key (generating one beside the SQLite file on first start).
+pub async fn open_audit(config: &ServerConfig) -> anyhow::Result<crate::ledger::Audit> {
+    use anyhow::Context as _;
+    let ledger = crate::ledger::store::Ledger::open(&config.database_url)
+        .await
+        .with_context(|| "cannot open the ledger database (TOLLGATE_DATABASE_URL)".to_owned())?;
+    let sqlite_dir = config
+        .database_url
+        .strip_prefix("sqlite://")
+        .map(|path| path.split('?').next().unwrap_or(path))
+        .map(|path| {
+            std::path::Path::new(path)
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default()
+        });
+    let data_dir = match (&config.signing_key_file, sqlite_dir) {
+        (Some(_), _) => std::path::PathBuf::new(),
+        (None, Some(dir)) => dir,
+        (None, None) => anyhow::bail!(
+            "with a shared database every replica must sign with the same key: set TOLLGATE_SIGNING_KEY_FILE \
+             (create one with `tollgate keygen --out DIR`)"
+        ),
+    };
+    let (key, created) =
+        crate::ledger::keys::load_or_create(config.signing_key_file.as_deref(), &data_dir)
+            .context("cannot load the signing key (TOLLGATE_SIGNING_KEY_FILE)")?;
+    if created {
+        tracing::info!(
+            dir = %data_dir.display(),
+            "generated a decision-record signing key on first start; back it up (TOLLGATE_SIGNING_KEY_FILE to use another)"
+        );
+    }
+    Ok(crate::ledger::Audit { ledger, key })
+}
+
+fn sink_for(
+    config: &ServerConfig,
+    audit: Arc<crate::ledger::Audit>,
+) -> anyhow::Result<Arc<dyn EventSink>> {
     use crate::config::GithubCredentials;
     use crate::forge::github::{api, worker};
     use anyhow::Context as _;
@@ -182,6 +233,7 @@ fn sink_for(config: &ServerConfig) -> anyhow::Result<Arc<dyn EventSink>> {
         api,
         config.check_name.clone(),
         config.default_policy.clone(),
+        Some(audit),
     );
     Ok(Arc::new(worker::GithubSink(worker)))
 }

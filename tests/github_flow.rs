@@ -35,6 +35,8 @@ struct Tester {
     app: TestApp,
     worker: Arc<GithubWorker>,
     delivery: std::sync::atomic::AtomicUsize,
+    audit: Arc<tollgate::ledger::Audit>,
+    _db: tempfile::TempDir,
 }
 
 impl Drop for Tester {
@@ -70,7 +72,14 @@ impl Tester {
         let api = GithubApi::new(&fake.url().parse().unwrap(), auth).unwrap();
         let default_policy =
             default_policy.map(|text| Arc::new(tollgate::policy::parse_policy(text).unwrap()));
-        let worker = GithubWorker::start(api, CHECK.to_owned(), default_policy);
+        let db = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", db.path().join("ledger.db").display());
+        let audit = Arc::new(tollgate::ledger::Audit {
+            ledger: tollgate::ledger::store::Ledger::open(&url).await.unwrap(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
+        });
+        let worker =
+            GithubWorker::start(api, CHECK.to_owned(), default_policy, Some(audit.clone()));
         let metrics = Metrics::new();
         let secrets = IntakeSecrets {
             github: vec![SecretString::from(GITHUB_SECRET)],
@@ -91,6 +100,8 @@ impl Tester {
             app,
             worker,
             delivery: 0.into(),
+            audit,
+            _db: db,
         };
         tester.seed();
         tester
@@ -335,6 +346,31 @@ async fn worked_example_1_runs_event_by_event() {
     let sticky = t.sticky_comments();
     assert_eq!(sticky.len(), 1);
     assert_eq!(sticky[0].author, "tollgate-test[bot]");
+
+    // Every decision is in the ledger, which verifies; the four sign-offs are on record.
+    let key = t.audit.key.verifying_key();
+    let report = t.audit.ledger.verify(&key).await.unwrap();
+    assert!(report.broken.is_empty() && report.records > 0, "{report:?}");
+    let records = t.audit.ledger.change_records(REPO, 7).await.unwrap();
+    let mut signers: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.signed())
+        .filter(|r| r.record.kind == tollgate::ledger::record::RecordKind::SignOffCounted)
+        .filter_map(|r| r.record.actor)
+        .collect();
+    signers.sort();
+    signers.dedup();
+    assert_eq!(signers, ["dana", "lena", "omar", "rita"]);
+    // The comment carries the signed records; each verifies with the public key alone, and
+    // an edited one does not.
+    let checks = tollgate::ledger::verify_comment(&sticky[0].body, &key).unwrap();
+    assert!(!checks.is_empty());
+    assert!(checks.iter().all(|(_, ok)| ok.is_ok()), "{checks:?}");
+    let mut copied = tollgate::ledger::records_in_comment(&sticky[0].body)
+        .unwrap()
+        .remove(0);
+    copied.record.detail.push('!');
+    assert!(copied.verify(&key).is_err());
     t.fake.assert_requests_match_openapi();
 }
 
@@ -589,7 +625,7 @@ async fn a_bypass_is_honoured_for_on_call_with_a_ticket_and_refused_otherwise() 
     );
     let comment = &t.sticky_comments()[0].body;
     assert!(
-        comment.contains("refused — only holders of 'on_call'"),
+        comment.contains("bypass refused · '/tollgate bypass INC-42 conversion dropped': only holders of 'on_call'"),
         "{comment}"
     );
 
@@ -859,10 +895,10 @@ async fn a_repository_can_override_the_comment_template_on_its_base_branch() {
     t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
         .await;
     let sticky = t.sticky_comments();
-    assert_eq!(
-        sticky[0].body,
-        format!("{COMMENT_MARKER}\nCustom: High risk — 0 of 4 sign-offs")
+    let expected = format!(
+        "{COMMENT_MARKER}\nCustom: High risk — 0 of 4 sign-offs\n\n<!-- tollgate:records\n"
     );
+    assert!(sticky[0].body.starts_with(&expected), "{}", sticky[0].body);
 }
 
 #[tokio::test]

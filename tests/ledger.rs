@@ -99,12 +99,12 @@ async fn filled(db: &TestDb) -> (Ledger, Vec<String>) {
     let mut ids = Vec::new();
     for n in 0..5 {
         let signed = ledger
-            .append(&key(), draft("acme/fraud", n, "dana"))
+            .append(&key(), "k", draft("acme/fraud", n, "dana"))
             .await
             .unwrap();
         ids.push(signed.record.id.clone());
         ledger
-            .append(&key(), draft("acme/other", n, "rita"))
+            .append(&key(), "k", draft("acme/other", n, "rita"))
             .await
             .unwrap();
     }
@@ -284,7 +284,7 @@ async fn concurrent(db: TestDb) {
         tasks.push(tokio::spawn(async move {
             for n in 0..10 {
                 ledger
-                    .append(&key(), draft("acme/busy", t * 100 + n, "dana"))
+                    .append(&key(), "k", draft("acme/busy", t * 100 + n, "dana"))
                     .await
                     .unwrap();
             }

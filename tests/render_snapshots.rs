@@ -22,7 +22,7 @@ fn the_comment_for_an_opened_high_risk_change() {
     let (decision, facts) = example("opened");
     let comment = Renderer::new(&[])
         .unwrap()
-        .comment(&decision, &facts)
+        .comment(&decision, &facts, &[])
         .unwrap();
     assert!(comment.starts_with(COMMENT_MARKER));
     insta::assert_snapshot!(comment);
@@ -34,7 +34,7 @@ fn the_check_summary_and_title_when_all_four_signed() {
     assert_eq!(headline(&decision), "High risk — passed");
     let summary = Renderer::new(&[])
         .unwrap()
-        .check_summary(&decision, &facts)
+        .check_summary(&decision, &facts, None)
         .unwrap();
     insta::assert_snapshot!(summary);
 }
@@ -65,7 +65,7 @@ fn a_repository_override_replaces_a_template_but_keeps_the_marker() {
         "Tier: {{ tier_title }}".to_owned(),
     )])
     .unwrap();
-    let comment = renderer.comment(&decision, &facts).unwrap();
+    let comment = renderer.comment(&decision, &facts, &[]).unwrap();
     assert_eq!(comment, format!("{COMMENT_MARKER}\nTier: High"));
     let broken = Renderer::new(&[("comment.md.j2".to_owned(), "{{ nope }".to_owned())]);
     assert!(broken.is_err());

@@ -129,9 +129,13 @@ impl Ledger {
     /// Appends a record to its repository's chain: sets its position, the previous record's
     /// hash and the format version, signs it and stores it. A writer that loses the race for a
     /// position (the unique `(repo, repo_seq)` constraint) reads the new tail and tries again.
+    ///
+    /// `record_key` names what the record states (e.g. `sign_off:approver:lena:abc123`), so
+    /// that [`Ledger::recorded_keys`] can tell which decisions are already on record.
     pub async fn append(
         &self,
         key: &SigningKey,
+        record_key: &str,
         mut record: DecisionRecord,
     ) -> Result<SignedRecord, StoreError> {
         for _ in 0..APPEND_ATTEMPTS {
@@ -154,12 +158,15 @@ impl Ledger {
             let signed = record.clone().sign(key);
             let body = String::from_utf8(signed.record.canonical_bytes()).unwrap_or_default();
             let inserted = sqlx::query(
-                "INSERT INTO ledger_records (record_id, repo, repo_seq, created_ms, body, signature, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO ledger_records \
+                 (record_id, repo, repo_seq, number, record_key, created_ms, body, signature, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&signed.record.id)
             .bind(&signed.record.repo)
             .bind(seq)
+            .bind(signed.record.number as i64)
+            .bind(record_key)
             .bind(signed.record.time_ms)
             .bind(&body)
             .bind(&signed.signature)
@@ -177,6 +184,40 @@ impl Ledger {
             }
         }
         Err(StoreError::Contention(record.repo))
+    }
+
+    /// The record keys already on record for one change.
+    pub async fn recorded_keys(&self, repo: &str, number: u64) -> Result<Vec<String>, StoreError> {
+        let rows =
+            sqlx::query("SELECT record_key FROM ledger_records WHERE repo = $1 AND number = $2")
+                .bind(repo)
+                .bind(number as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("record_key"))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// The records of one change, oldest first.
+    pub async fn change_records(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT record_id, repo, repo_seq, body, signature, hash FROM ledger_records \
+             WHERE repo = $1 AND number = $2 ORDER BY repo_seq",
+        )
+        .bind(repo)
+        .bind(number as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(StoredRecord::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     /// Every record, by repository and position (of one repository when given).

@@ -5,6 +5,7 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
+use crate::ledger::record::SignedRecord;
 use crate::policy::decision::{BlockReason, Decision, EvidenceStatus, Outcome};
 use crate::policy::facts::ChangeFacts;
 use crate::policy::markdown::{SectionState, section_state};
@@ -90,23 +91,48 @@ impl Renderer {
             })
     }
 
-    /// The sticky comment.
-    pub fn comment(&self, decision: &Decision, facts: &ChangeFacts) -> Result<String, RenderError> {
-        let mut text = self.render(COMMENT_TEMPLATE, &View::new(decision, facts))?;
+    /// The sticky comment. With `records` (the change's signed ledger records), the decision
+    /// log lists them readably and the comment carries them in a hidden, verifiable block.
+    pub fn comment(
+        &self,
+        decision: &Decision,
+        facts: &ChangeFacts,
+        records: &[SignedRecord],
+    ) -> Result<String, RenderError> {
+        let mut view = View::new(decision, facts);
+        if !records.is_empty() {
+            view.log = records.iter().map(record_line).collect();
+        }
+        let mut text = self.render(COMMENT_TEMPLATE, &view)?;
         // The marker must survive any override: it is how tollgate finds its comment.
         if !text.contains(COMMENT_MARKER) {
             text = format!("{COMMENT_MARKER}\n{text}");
         }
+        if !records.is_empty() {
+            text = format!(
+                "{}\n\n{}\n",
+                text.trim_end(),
+                crate::ledger::records_block(records)
+            );
+        }
         Ok(text)
     }
 
-    /// The check run summary.
+    /// The check run summary; with the latest signed record when there is one.
     pub fn check_summary(
         &self,
         decision: &Decision,
         facts: &ChangeFacts,
+        latest: Option<&SignedRecord>,
     ) -> Result<String, RenderError> {
-        self.render(CHECK_TEMPLATE, &View::new(decision, facts))
+        let mut text = self.render(CHECK_TEMPLATE, &View::new(decision, facts))?;
+        if let Some(record) = latest.and_then(|r| serde_json::to_string_pretty(r).ok()) {
+            text = format!(
+                "{}\n\n<details><summary>Latest signed decision record (check it with <code>tollgate verify</code>)</summary>\n\n```json\n{record}\n```\n</details>\n",
+                text.trim_end()
+            );
+        }
+        Ok(text)
     }
 }
 
@@ -345,6 +371,23 @@ impl View {
             model_card: model_card(decision, facts),
         }
     }
+}
+
+/// One ledger record, readably.
+fn record_line(signed: &SignedRecord) -> String {
+    let record = &signed.record;
+    let when = chrono::DateTime::from_timestamp_millis(record.time_ms).map_or(String::new(), |t| {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    });
+    let kind = serde_json::to_value(record.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        .unwrap_or_default();
+    let head = record.head_sha.get(..7).unwrap_or(&record.head_sha);
+    format!(
+        "{when} · {kind} · {} (on {head}, record {})",
+        record.detail, record.id
+    )
 }
 
 /// The decision log: what tollgate decided and why, in order.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use octocrab::Octocrab;
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use super::api::{self, ApiError, FileAt};
 use crate::policy::facts::{ChangeFacts, ChangedFile, Comment, FileStatus, Review, ReviewVerdict};
@@ -55,10 +56,10 @@ pub enum GatherError {
 pub enum PolicyAt {
     /// No `.governance.toml`: the repository is left alone.
     Absent,
-    /// A valid policy.
-    Valid(Arc<Policy>),
-    /// A policy with errors (the check fails, naming them).
-    Invalid(PolicyErrors),
+    /// A valid policy, and the SHA-256 of its text (recorded with every decision).
+    Valid(Arc<Policy>, String),
+    /// A policy with errors (the check fails, naming them), and the SHA-256 of its text.
+    Invalid(PolicyErrors, String),
 }
 
 /// A pull request as GitHub describes it.
@@ -290,9 +291,10 @@ impl Gatherer<'_> {
         if let Some(parsed) = lock(&self.caches.policies).get(&text) {
             return Ok(parsed.clone());
         }
+        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
         let parsed = match parse_policy(&text) {
-            Ok(policy) => PolicyAt::Valid(Arc::new(policy)),
-            Err(errors) => PolicyAt::Invalid(errors),
+            Ok(policy) => PolicyAt::Valid(Arc::new(policy), sha),
+            Err(errors) => PolicyAt::Invalid(errors, sha),
         };
         lock(&self.caches.policies).insert(text, parsed.clone());
         Ok(parsed)

@@ -30,6 +30,8 @@ pub struct Job {
     /// Publish "in progress" first: the base changed, and no result computed for the old
     /// base may stand for the new one even for a moment.
     pub reset_first: bool,
+    /// The delivery that asked for it (recorded in the ledger).
+    pub delivery: Option<String>,
 }
 
 /// Where templates a repository overrides live on its base branch.
@@ -43,6 +45,8 @@ pub struct GithubWorker {
     check_name: String,
     /// The org-wide policy for repositories without one.
     default_policy: Option<Arc<crate::policy::Policy>>,
+    /// The ledger every decision is recorded in (absent only in tests of publishing alone).
+    audit: Option<Arc<crate::ledger::Audit>>,
     queue: Mutex<VecDeque<Job>>,
     queued: std::sync::Mutex<HashSet<(String, u64)>>,
     wake: Notify,
@@ -58,6 +62,7 @@ impl GithubWorker {
         api: GithubApi,
         check_name: String,
         default_policy: Option<Arc<crate::policy::Policy>>,
+        audit: Option<Arc<crate::ledger::Audit>>,
     ) -> Arc<GithubWorker> {
         let worker = Arc::new(GithubWorker {
             api,
@@ -65,6 +70,7 @@ impl GithubWorker {
             caches: Caches::default(),
             check_name,
             default_policy,
+            audit,
             queue: Mutex::new(VecDeque::new()),
             queued: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
@@ -181,17 +187,38 @@ impl GithubWorker {
         let client = gatherer.client;
         let repo = job.repo.as_str();
         let sha = pr.head.sha.as_str();
+        let mut context = crate::ledger::decide::Context {
+            forge: "github".to_owned(),
+            repo: repo.to_owned(),
+            number: job.number,
+            head_sha: sha.to_owned(),
+            base_sha: pr.base.sha.clone(),
+            policy_sha: None,
+            delivery: job.delivery.clone(),
+            time_ms: Utc::now().timestamp_millis(),
+        };
         let policy = match gatherer.policy(&pr.base.sha).await? {
             // No policy and no org-wide default: tollgate leaves the repository alone.
             PolicyAt::Absent => match &self.default_policy {
                 Some(policy) => Arc::clone(policy),
                 None => return Ok(()),
             },
-            PolicyAt::Invalid(errors) => {
-                let report = invalid_policy(pr, &errors.render(crate::policy::model::POLICY_PATH));
+            PolicyAt::Invalid(errors, policy_sha) => {
+                let errors = errors.render(crate::policy::model::POLICY_PATH);
+                context.policy_sha = Some(policy_sha);
+                if let Some(audit) = &self.audit {
+                    audit
+                        .record_invalid_policy(&context, &errors)
+                        .await
+                        .map_err(ledger_error)?;
+                }
+                let report = invalid_policy(pr, &errors);
                 return self.publish(client, repo, identity, sha, &report).await;
             }
-            PolicyAt::Valid(policy) => policy,
+            PolicyAt::Valid(policy, policy_sha) => {
+                context.policy_sha = Some(policy_sha);
+                policy
+            }
         };
         // A base branch the policy does not govern gets no check at all, not a green one: a
         // green result could otherwise be carried to a governed branch by a retarget.
@@ -214,10 +241,18 @@ impl GithubWorker {
         };
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);
+        // Recorded before anything is published: no result without its signed record.
+        let records = match &self.audit {
+            Some(audit) => audit
+                .record(&decision, &context)
+                .await
+                .map_err(ledger_error)?,
+            None => Vec::new(),
+        };
         let renderer = self.renderer(gatherer, pr).await?;
         let (summary, comment) = match (
-            renderer.check_summary(&decision, facts),
-            renderer.comment(&decision, facts),
+            renderer.check_summary(&decision, facts, records.last()),
+            renderer.comment(&decision, facts, &records),
         ) {
             (Ok(summary), Ok(comment)) => (summary, comment),
             (Err(error), _) | (_, Err(error)) => {
@@ -311,6 +346,7 @@ impl GithubWorker {
             number: change.number.0,
             installation: change.repo.installation,
             reset_first,
+            delivery: delivery.id.as_ref().map(|d| d.to_string()),
         };
         match &delivery.event {
             Event::ChangeUpdated(update) => {
@@ -349,10 +385,18 @@ impl GithubWorker {
                     number: number.0,
                     installation: request.repo.installation,
                     reset_first: false,
+                    delivery: delivery.id.as_ref().map(|d| d.to_string()),
                 })
                 .collect(),
             Event::Ping | Event::ChangeClosed(_) | Event::Ignored { .. } => Vec::new(),
         }
+    }
+}
+
+fn ledger_error(error: crate::ledger::store::StoreError) -> ApiError {
+    ApiError::Unexpected {
+        what: "the audit ledger".to_owned(),
+        message: error.to_string(),
     }
 }
 
@@ -418,6 +462,7 @@ impl GithubWorker {
                         number: pull.number,
                         installation,
                         reset_first: false,
+                        delivery: None,
                     };
                     self.enqueue(job).await;
                 }

@@ -1,0 +1,207 @@
+//! From a decision to the records it calls for. Each record has a key naming what it states;
+//! a state already on record for the change is not recorded again, so redeliveries and
+//! repeated evaluations add nothing, while every change of state is recorded once.
+
+use super::record::{DecisionRecord, RECORD_VERSION, RecordKind};
+use crate::policy::Decision;
+use crate::policy::commands::COMMAND_PREFIX;
+use crate::policy::decision::{EvidenceStatus, Outcome};
+
+/// Where a decision was made.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// `github` or `gitlab`.
+    pub forge: String,
+    /// `owner/name`.
+    pub repo: String,
+    /// Pull/merge request number.
+    pub number: u64,
+    /// Head commit.
+    pub head_sha: String,
+    /// Base commit.
+    pub base_sha: String,
+    /// Identifies the policy applied (a hash of its text).
+    pub policy_sha: Option<String>,
+    /// The delivery that led to the evaluation, if known.
+    pub delivery: Option<String>,
+    /// Now, in epoch milliseconds.
+    pub time_ms: i64,
+}
+
+impl Context {
+    fn record(&self, decision: &Decision, kind: RecordKind, detail: String) -> DecisionRecord {
+        DecisionRecord {
+            version: RECORD_VERSION,
+            id: uuid::Uuid::new_v4().to_string(),
+            time_ms: self.time_ms,
+            forge: self.forge.clone(),
+            repo: self.repo.clone(),
+            repo_seq: 0,
+            number: self.number,
+            head_sha: self.head_sha.clone(),
+            base_sha: self.base_sha.clone(),
+            policy_sha: self.policy_sha.clone(),
+            kind,
+            tier: decision.tier.map(|t| t.as_str().to_owned()),
+            reasons: decision
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
+                .collect(),
+            actor: None,
+            role: None,
+            outcome: decision.outcome.name().to_owned(),
+            detail,
+            delivery: self.delivery.clone(),
+            prev_hash: String::new(),
+        }
+    }
+}
+
+/// The records a decision calls for, with their keys, in a readable order.
+pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, DecisionRecord)> {
+    let mut out = Vec::new();
+    for slot in &decision.sign_offs {
+        if let Some(by) = &slot.filled_by {
+            let mut record = context.record(
+                decision,
+                RecordKind::SignOffCounted,
+                format!("{} signed off as {} on {}", by.login, slot.role, by.commit),
+            );
+            record.actor = Some(by.login.clone());
+            record.role = Some(slot.role.clone());
+            out.push((
+                format!("sign_off:{}:{}:{}", slot.role, by.login, by.commit),
+                record,
+            ));
+        }
+    }
+    for ignored in &decision.ignored_approvals {
+        let why = ignored.reason.describe();
+        let mut record = context.record(
+            decision,
+            RecordKind::ApprovalIgnored,
+            format!("approval by {} ignored: {why}", ignored.login),
+        );
+        record.actor = Some(ignored.login.clone());
+        out.push((
+            format!("ignored:{}:{why}:{}", ignored.login, context.head_sha),
+            record,
+        ));
+    }
+    for veto in &decision.vetoes {
+        let mut record = context.record(
+            decision,
+            RecordKind::Veto,
+            format!(
+                "{} ({}) requested changes",
+                veto.login,
+                veto.roles.join(", ")
+            ),
+        );
+        record.actor = Some(veto.login.clone());
+        record.role = veto.roles.first().cloned();
+        out.push((
+            format!("veto:{}:{}", veto.login, veto.at.timestamp_millis()),
+            record,
+        ));
+    }
+    for evidence in &decision.evidence {
+        let (kind, state, detail) = match &evidence.status {
+            EvidenceStatus::Found { locations } => (
+                RecordKind::EvidenceFound,
+                "found",
+                format!("{} found: {}", evidence.title, locations.join(", ")),
+            ),
+            EvidenceStatus::Missing { problem, .. } => (
+                RecordKind::EvidenceMissing,
+                "missing",
+                format!("{} missing: {problem}", evidence.title),
+            ),
+        };
+        let record = context.record(decision, kind, detail);
+        out.push((
+            format!("evidence:{}:{state}:{}", evidence.id, context.head_sha),
+            record,
+        ));
+    }
+    for command in decision
+        .commands
+        .iter()
+        .filter(|c| c.command.starts_with(&format!("{COMMAND_PREFIX} bypass")))
+    {
+        let kind = if command.honoured {
+            RecordKind::BypassHonoured
+        } else {
+            RecordKind::BypassRefused
+        };
+        let mut record = context.record(
+            decision,
+            kind,
+            format!("`{}`: {}", command.command, command.note),
+        );
+        record.actor = Some(command.author.clone());
+        let key = format!(
+            "command:{}:{}:{}",
+            command.author,
+            command.at.timestamp_millis(),
+            command.honoured
+        );
+        out.push((key, record));
+    }
+    let outcome_detail = match &decision.outcome {
+        Outcome::Waiting { on } => format!("waiting on {}", on.join("; ")),
+        Outcome::Bypassed {
+            by,
+            ticket,
+            review_due,
+            ..
+        } => {
+            format!(
+                "bypassed by {by} for {ticket}; post-incident review due {}",
+                review_due.to_rfc3339()
+            )
+        }
+        other => other.name().replace('_', " "),
+    };
+    let tier = decision.tier.map_or("none", |t| t.as_str());
+    let record = context.record(decision, RecordKind::OutcomeChanged, outcome_detail.clone());
+    out.push((
+        format!(
+            "outcome:{}:{tier}:{outcome_detail}:{}",
+            decision.outcome.name(),
+            context.head_sha
+        ),
+        record,
+    ));
+    out
+}
+
+/// The record for a policy that could not be used.
+pub fn policy_invalid(context: &Context, errors: &str) -> (String, DecisionRecord) {
+    let record = DecisionRecord {
+        version: RECORD_VERSION,
+        id: uuid::Uuid::new_v4().to_string(),
+        time_ms: context.time_ms,
+        forge: context.forge.clone(),
+        repo: context.repo.clone(),
+        repo_seq: 0,
+        number: context.number,
+        head_sha: context.head_sha.clone(),
+        base_sha: context.base_sha.clone(),
+        policy_sha: context.policy_sha.clone(),
+        kind: RecordKind::PolicyInvalid,
+        tier: None,
+        reasons: Vec::new(),
+        actor: None,
+        role: None,
+        outcome: "blocked".to_owned(),
+        detail: errors.to_owned(),
+        delivery: context.delivery.clone(),
+        prev_hash: String::new(),
+    };
+    (
+        format!("policy_invalid:{}:{}", context.base_sha, context.head_sha),
+        record,
+    )
+}
