@@ -365,7 +365,7 @@ async fn worked_example_1_runs_event_by_event() {
     // an edited one does not.
     let checks = tollgate::ledger::verify_comment(&sticky[0].body, &key).unwrap();
     assert!(!checks.is_empty());
-    assert!(checks.iter().all(|(_, ok)| ok.is_ok()), "{checks:?}");
+    assert!(checks.iter().all(|c| c.result.is_ok()), "{checks:?}");
     let mut copied = tollgate::ledger::records_in_comment(&sticky[0].body)
         .unwrap()
         .remove(0);
