@@ -108,18 +108,22 @@ pub fn records_in_comment(text: &str) -> Result<Vec<SignedRecord>, String> {
         .collect()
 }
 
-/// Verifies every record of a comment: (record id, Ok or why not).
-pub fn verify_comment(
-    text: &str,
-    key: &VerifyingKey,
-) -> Result<Vec<(String, Result<(), String>)>, String> {
+/// One record of a comment, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordCheck {
+    /// The record's id.
+    pub id: String,
+    /// Whether its signature holds, or why not.
+    pub result: Result<(), String>,
+}
+
+/// Verifies every record of a comment.
+pub fn verify_comment(text: &str, key: &VerifyingKey) -> Result<Vec<RecordCheck>, String> {
     Ok(records_in_comment(text)?
         .into_iter()
-        .map(|r| {
-            (
-                r.record.id.clone(),
-                r.verify(key).map_err(|e| e.to_string()),
-            )
+        .map(|r| RecordCheck {
+            id: r.record.id.clone(),
+            result: r.verify(key).map_err(|e| e.to_string()),
         })
         .collect())
 }
