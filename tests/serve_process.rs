@@ -162,6 +162,11 @@ fn serve_without_credentials_answers_health_and_logs_dry_run_lines() {
     // The request span carries the delivery id too.
     assert!(line.to_string().contains("delivery-abc"));
 
+    // On first start it created its SQLite ledger and a signing key, and serves the public key.
+    let key = server.get("/.well-known/tollgate-signing-key");
+    assert!(status_line(&key).contains("200"), "{key}");
+    assert!(key.contains("-----BEGIN PUBLIC KEY-----"), "{key}");
+
     // The container health check command agrees.
     let healthcheck = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args([

@@ -1,5 +1,6 @@
 //! The `tollgate` command line.
 
+mod audit;
 mod policy;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new Ed25519 key pair for signing decision records.
+    Keygen {
+        /// Folder to write `tollgate-signing.key` and `tollgate-signing.pub` into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the public key that verifies tollgate's decision records (as the server would
+    /// load its key: TOLLGATE_SIGNING_KEY_FILE, else the key beside the SQLite database).
+    Pubkey {
+        /// Configuration file (as for `serve`).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Verify the signed records carried in a saved tollgate comment.
+    Verify {
+        /// The comment's text, saved to a file.
+        #[arg(long, value_name = "FILE")]
+        comment: PathBuf,
+        /// The public key (PEM); default: the server's, as for `pubkey`.
+        #[arg(long, value_name = "KEY")]
+        pubkey: Option<PathBuf>,
+        /// Configuration file (to find the server's key).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Inspect the audit ledger.
+    Audit {
+        /// Configuration file (for the database and the key).
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Exit 0 when a local `tollgate serve` answers `/healthz` (for container health checks).
     Healthcheck {
         /// Configuration file, to find the listen address (as for `serve`).
@@ -65,6 +100,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::Healthcheck { config, url } => healthcheck(config, url),
         Command::CheckConfig { path } => policy::check_config(&path),
+        Command::Keygen { out } => audit::keygen(&out),
+        Command::Pubkey { config } => audit::pubkey(config.as_deref()),
+        Command::Verify {
+            comment,
+            pubkey,
+            config,
+        } => audit::verify_comment(&comment, pubkey.as_deref(), config.as_deref()),
+        Command::Audit { config, command } => audit::run(config.as_deref(), command),
         Command::Explain {
             policy,
             facts,

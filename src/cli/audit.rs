@@ -1,0 +1,379 @@
+//! `tollgate keygen`, `pubkey`, `verify --comment` and `audit verify|export|show`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Subcommand, ValueEnum};
+use ed25519_dalek::VerifyingKey;
+
+use crate::config::ServerConfig;
+use crate::ledger::record::{RecordKind, SignedRecord};
+use crate::ledger::store::Ledger;
+use crate::ledger::{keys, verify_comment as check_comment};
+
+/// `tollgate audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every chain of the ledger (signatures and links); report the first broken link.
+    Verify {
+        /// Public key (PEM) to verify with; default: the server's.
+        #[arg(long, value_name = "KEY")]
+        pubkey: Option<std::path::PathBuf>,
+    },
+    /// Export one repository's records.
+    Export {
+        /// `OWNER/NAME`.
+        #[arg(long)]
+        repo: String,
+        /// Only records from this day on (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: Option<NaiveDate>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+    /// Who approved what, when, on which versions, for one change: `OWNER/NAME#N`.
+    Show {
+        /// `OWNER/NAME#N`.
+        change: String,
+    },
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// One signed record (JSON) per line.
+    Jsonl,
+    /// A table (one row per record).
+    Csv,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tollgate: {message}");
+    ExitCode::FAILURE
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, std::io::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+fn config(path: Option<&Path>) -> Result<ServerConfig, String> {
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with(crate::config::ENV_PREFIX))
+        .collect();
+    ServerConfig::load_from(path, &env).map_err(|e| e.to_string())
+}
+
+/// The server's public key, as the server would load its private key.
+fn server_key(config_path: Option<&Path>) -> Result<VerifyingKey, String> {
+    let config = config(config_path)?;
+    if let Some(path) = &config.signing_key_file {
+        return keys::read_private(path)
+            .map(|k| k.verifying_key())
+            .map_err(|e| e.to_string());
+    }
+    let dir = config
+        .database_url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p))
+        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .ok_or("set TOLLGATE_SIGNING_KEY_FILE (or pass --pubkey)")?;
+    let path = dir.join(keys::PRIVATE_KEY_FILE);
+    keys::read_private(&path)
+        .map(|k| k.verifying_key())
+        .map_err(|e| e.to_string())
+}
+
+fn verifying_key(
+    pubkey: Option<&Path>,
+    config_path: Option<&Path>,
+) -> Result<VerifyingKey, String> {
+    match pubkey {
+        Some(path) => keys::read_public(path).map_err(|e| e.to_string()),
+        None => server_key(config_path),
+    }
+}
+
+/// `tollgate keygen --out DIR`.
+pub fn keygen(out: &Path) -> ExitCode {
+    match keys::write_pair(out, &keys::generate()) {
+        Ok((private, public)) => {
+            println!(
+                "wrote {} (keep it secret) and {}",
+                private.display(),
+                public.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `tollgate pubkey`.
+pub fn pubkey(config_path: Option<&Path>) -> ExitCode {
+    match server_key(config_path) {
+        Ok(key) => {
+            print!("{}", keys::public_pem(&key));
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `tollgate verify --comment FILE [--pubkey KEY]`.
+pub fn verify_comment(
+    comment: &Path,
+    pubkey: Option<&Path>,
+    config_path: Option<&Path>,
+) -> ExitCode {
+    let key = match verifying_key(pubkey, config_path) {
+        Ok(key) => key,
+        Err(error) => return fail(error),
+    };
+    let text = match std::fs::read_to_string(comment) {
+        Ok(text) => text,
+        Err(error) => return fail(format!("{}: {error}", comment.display())),
+    };
+    let checks = match check_comment(&text, &key) {
+        Ok(checks) => checks,
+        Err(error) => return fail(format!("{}: {error}", comment.display())),
+    };
+    if checks.is_empty() {
+        return fail(format!(
+            "{}: carries no tollgate records",
+            comment.display()
+        ));
+    }
+    let mut all_valid = true;
+    for check in &checks {
+        match &check.result {
+            Ok(()) => println!("valid    {}", check.id),
+            Err(why) => {
+                all_valid = false;
+                println!("INVALID  {}: {why}", check.id);
+            }
+        }
+    }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `tollgate audit …`.
+pub fn run(config_path: Option<&Path>, command: AuditCommand) -> ExitCode {
+    let config = match config(config_path) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(error),
+    };
+    runtime.block_on(async {
+        let ledger = match Ledger::open(&config.database_url).await {
+            Ok(ledger) => ledger,
+            Err(error) => return fail(error),
+        };
+        match command {
+            AuditCommand::Verify { pubkey } => {
+                audit_verify(&ledger, pubkey.as_deref(), config_path).await
+            }
+            AuditCommand::Export {
+                repo,
+                since,
+                format,
+            } => export(&ledger, &repo, since, format).await,
+            AuditCommand::Show { change } => show(&ledger, &change).await,
+        }
+    })
+}
+
+async fn audit_verify(
+    ledger: &Ledger,
+    pubkey: Option<&Path>,
+    config_path: Option<&Path>,
+) -> ExitCode {
+    let key = match verifying_key(pubkey, config_path) {
+        Ok(key) => key,
+        Err(error) => return fail(error),
+    };
+    let report = match ledger.verify(&key).await {
+        Ok(report) => report,
+        Err(error) => return fail(error),
+    };
+    if report.broken.is_empty() {
+        println!(
+            "ledger intact: {} records in {} chains verify",
+            report.records, report.repos
+        );
+        return ExitCode::SUCCESS;
+    }
+    for broken in &report.broken {
+        println!(
+            "BROKEN {} at record {}: {}",
+            broken.repo, broken.record_id, broken.problem
+        );
+    }
+    ExitCode::FAILURE
+}
+
+async fn export(
+    ledger: &Ledger,
+    repo: &str,
+    since: Option<NaiveDate>,
+    format: ExportFormat,
+) -> ExitCode {
+    let rows = match ledger.records(Some(repo)).await {
+        Ok(rows) => rows,
+        Err(error) => return fail(error),
+    };
+    let from_ms = since
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(i64::MIN, |t| t.and_utc().timestamp_millis());
+    let records: Vec<SignedRecord> = rows
+        .iter()
+        .filter_map(|r| r.signed())
+        .filter(|r| r.record.time_ms >= from_ms)
+        .collect();
+    match format {
+        ExportFormat::Jsonl => {
+            for record in &records {
+                println!("{}", serde_json::to_string(record).unwrap_or_default());
+            }
+        }
+        ExportFormat::Csv => {
+            println!(
+                "id,time,repo,number,kind,actor,role,outcome,tier,head_sha,base_sha,detail,signature"
+            );
+            for r in &records {
+                let rec = &r.record;
+                let fields = [
+                    rec.id.clone(),
+                    time(rec.time_ms),
+                    rec.repo.clone(),
+                    rec.number.to_string(),
+                    kind(rec.kind),
+                    rec.actor.clone().unwrap_or_default(),
+                    rec.role.clone().unwrap_or_default(),
+                    rec.outcome.clone(),
+                    rec.tier.clone().unwrap_or_default(),
+                    rec.head_sha.clone(),
+                    rec.base_sha.clone(),
+                    rec.detail.clone(),
+                    r.signature.clone(),
+                ];
+                println!(
+                    "{}",
+                    fields
+                        .iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// RFC 4180 quoting.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn time(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).map_or(String::new(), |t| t.to_rfc3339())
+}
+
+fn kind(kind: RecordKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The playbook's self-check for one change: approvals with names and times, artifacts and
+/// risk rating, code and data versions, bypasses.
+async fn show(ledger: &Ledger, change: &str) -> ExitCode {
+    let Some((repo, number)) = change
+        .rsplit_once('#')
+        .and_then(|(r, n)| Some((r, n.parse::<u64>().ok()?)))
+    else {
+        return fail(format!("`{change}` is not OWNER/NAME#NUMBER"));
+    };
+    let rows = match ledger.change_records(repo, number).await {
+        Ok(rows) => rows,
+        Err(error) => return fail(error),
+    };
+    let records: Vec<SignedRecord> = rows.iter().filter_map(|r| r.signed()).collect();
+    if records.is_empty() {
+        return fail(format!("no records for {change}"));
+    }
+    let last = &records[records.len() - 1].record;
+    println!(
+        "{change}: {} (tier {})",
+        last.outcome,
+        last.tier.as_deref().unwrap_or("none")
+    );
+    println!(
+        "code: head {} on base {}; policy {}",
+        last.head_sha,
+        last.base_sha,
+        last.policy_sha.as_deref().unwrap_or("-")
+    );
+    for reason in &last.reasons {
+        println!("  risk: {reason}");
+    }
+    let section = |title: &str, kinds: &[RecordKind]| {
+        let lines: Vec<&SignedRecord> = records
+            .iter()
+            .filter(|r| kinds.contains(&r.record.kind))
+            .collect();
+        if !lines.is_empty() {
+            println!("{title}:");
+            for r in lines {
+                let rec = &r.record;
+                let who = match (&rec.actor, &rec.role) {
+                    (Some(actor), Some(role)) => format!("{actor} as {role}, "),
+                    (Some(actor), None) => format!("{actor}, "),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {} {who}{} [commit {}]",
+                    time(rec.time_ms),
+                    rec.detail,
+                    rec.head_sha
+                );
+            }
+        }
+    };
+    section("sign-offs", &[RecordKind::SignOffCounted]);
+    section(
+        "approvals that did not count",
+        &[RecordKind::ApprovalIgnored],
+    );
+    section("vetoes", &[RecordKind::Veto]);
+    section(
+        "artifacts",
+        &[RecordKind::EvidenceFound, RecordKind::EvidenceMissing],
+    );
+    section(
+        "bypasses",
+        &[RecordKind::BypassHonoured, RecordKind::BypassRefused],
+    );
+    section(
+        "outcomes",
+        &[RecordKind::OutcomeChanged, RecordKind::PolicyInvalid],
+    );
+    ExitCode::SUCCESS
+}
