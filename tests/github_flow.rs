@@ -36,7 +36,7 @@ struct Tester {
     worker: Arc<GithubWorker>,
     delivery: std::sync::atomic::AtomicUsize,
     audit: Arc<tollgate::ledger::Audit>,
-    _db: tempfile::TempDir,
+    db: tempfile::TempDir,
 }
 
 impl Drop for Tester {
@@ -101,7 +101,7 @@ impl Tester {
             worker,
             delivery: 0.into(),
             audit,
-            _db: db,
+            db: db,
         };
         tester.seed();
         tester
@@ -366,6 +366,26 @@ async fn worked_example_1_runs_event_by_event() {
     let checks = tollgate::ledger::verify_comment(&sticky[0].body, &key).unwrap();
     assert!(!checks.is_empty());
     assert!(checks.iter().all(|c| c.result.is_ok()), "{checks:?}");
+    // `tollgate audit show` answers the playbook's self-check from that ledger.
+    let shown = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["audit", "show", "acme/fraud-model#7"])
+        .env_clear()
+        .env(
+            "TOLLGATE_DATABASE_URL",
+            format!("sqlite://{}", t.db.path().join("ledger.db").display()),
+        )
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    for line in [
+        "dana as data_reviewer",
+        "rita as risk_reviewer",
+        "omar as ops_reviewer",
+        "lena as approver",
+    ] {
+        assert!(shown.contains(line), "`{line}` missing:\n{shown}");
+    }
+    assert!(shown.contains(&format!("[commit {HEAD1}]")), "{shown}");
     let mut copied = tollgate::ledger::records_in_comment(&sticky[0].body)
         .unwrap()
         .remove(0);

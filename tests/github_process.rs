@@ -29,7 +29,7 @@ impl Drop for Serve {
 }
 
 /// Starts `tollgate serve` against the fake and returns it with its listen address.
-fn start(api_url: &str) -> (Serve, String) {
+fn start(api_url: &str, extra: &[(&str, &str)]) -> (Serve, String) {
     let key = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/github-app-test-key.pem"
@@ -46,6 +46,7 @@ fn start(api_url: &str) -> (Serve, String) {
         .env("TOLLGATE_GITHUB_API_URL", api_url)
         .env("TOLLGATE_GITHUB_APP_ID", "4242")
         .env("TOLLGATE_GITHUB_PRIVATE_KEY_FILE", key)
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -100,7 +101,7 @@ async fn serve_publishes_a_check_run_and_a_comment_for_a_signed_webhook() {
             ..PrSpec::default()
         },
     );
-    let (_serve, addr) = start(&fake.url());
+    let (_serve, addr) = start(&fake.url(), &[]);
 
     let payload = json!({
         "action": "opened", "number": 7,
@@ -145,4 +146,114 @@ async fn serve_publishes_a_check_run_and_a_comment_for_a_signed_webhook() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     fake.assert_requests_match_openapi();
+}
+
+fn policy_text() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/examples/fraud-model.governance.toml"
+    ))
+    .unwrap()
+}
+
+async fn send_opened(addr: &str, fake: &FakeGitHub, number: u64, head: &str) {
+    let payload = json!({
+        "action": "opened", "number": number,
+        "pull_request": {"number": number, "user": {"login": "alice"},
+            "head": {"ref": "feature", "sha": head}, "base": {"ref": "main", "sha": BASE},
+            "labels": [], "title": "Model", "body": ""},
+        "repository": {"id": 99, "full_name": REPO},
+        "installation": {"id": fake.installation_id()},
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/webhooks/github"))
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", format!("pg-{number}"))
+        .header("x-hub-signature-256", github_signature(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+#[tokio::test]
+async fn two_servers_on_one_postgres_database_keep_one_chain_per_repository() {
+    use sqlx::Connection as _;
+    let Ok(admin) = std::env::var("TOLLGATE_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: TOLLGATE_TEST_POSTGRES_URL is not set (two servers on PostgreSQL)");
+        return;
+    };
+    let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin_conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let keys = tempfile::tempdir().unwrap();
+    let key = tollgate::ledger::keys::generate();
+    let (private, _) = tollgate::ledger::keys::write_pair(keys.path(), &key).unwrap();
+
+    let fake = FakeGitHub::start().await;
+    fake.set_app("tollgate-e2e", 4242);
+    fake.set_file(REPO, BASE, ".governance.toml", &policy_text());
+    let heads: Vec<String> = (1..=6).map(|n| format!("head{n:0>36}")).collect();
+    for (n, head) in (1..=6u64).zip(&heads) {
+        fake.open_pr(
+            REPO,
+            PrSpec {
+                number: n,
+                base_sha: BASE.to_owned(),
+                commits: vec![CommitSpec::new(
+                    head,
+                    "alice",
+                    vec![FileChange::added(&format!("models/m{n}/model.onnx"), "w")],
+                )],
+                ..PrSpec::default()
+            },
+        );
+    }
+    let env = [
+        ("TOLLGATE_DATABASE_URL", url.as_str()),
+        ("TOLLGATE_SIGNING_KEY_FILE", private.to_str().unwrap()),
+    ];
+    // Both start together on the empty database: the schema is set up once.
+    let (first, second) = (start(&fake.url(), &env), start(&fake.url(), &env));
+    let addrs = [first.1.clone(), second.1.clone()];
+    let sends: Vec<_> = (1..=6u64)
+        .zip(&heads)
+        .map(|(n, head)| send_opened(&addrs[n as usize % 2], &fake, n, head))
+        .collect();
+    futures_util::future::join_all(sends).await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (1..=6).any(|n| fake.comments(REPO, n).is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "not every pull request got its comment"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop((first, second));
+
+    let ledger = tollgate::ledger::store::Ledger::open(&url).await.unwrap();
+    let report = ledger.verify(&key.verifying_key()).await.unwrap();
+    assert!(report.broken.is_empty(), "{report:?}");
+    assert_eq!(report.repos, 1);
+    let chain = ledger.records(Some(REPO)).await.unwrap();
+    assert!(chain.len() >= 6, "{}", chain.len());
+    assert_eq!(
+        chain.iter().map(|r| r.repo_seq).collect::<Vec<_>>(),
+        (1..=chain.len() as i64).collect::<Vec<_>>()
+    );
+    ledger.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin_conn)
+    .await
+    .unwrap();
 }
