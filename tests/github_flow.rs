@@ -101,7 +101,7 @@ impl Tester {
             worker,
             delivery: 0.into(),
             audit,
-            db: db,
+            db,
         };
         tester.seed();
         tester
