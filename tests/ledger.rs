@@ -176,40 +176,61 @@ async fn check_suite(db: &TestDb) {
     // An attacker with the guards off: every kind of tampering is found, naming the record.
     disable_guards(&ledger, db).await;
     let row = &chain[2];
-    let edits = [
-        ("actor", r#""actor":"dana""#, r#""actor":"eve""#),
-        (
-            "detail",
-            r#""detail":"approval 2""#,
-            r#""detail":"approval X""#,
-        ),
-        ("head_sha", r#""head_sha":"head2""#, r#""head_sha":"head9""#),
-        ("time_ms", "1764000000002", "1764000000009"),
-        ("outcome", r#""outcome":"waiting""#, r#""outcome":"passed""#),
-    ];
-    for (field, from, to) in edits {
-        assert!(row.body.contains(from), "{field}: {}", row.body);
-        let tampered = row.body.replace(from, to);
-        exec(
-            &ledger,
-            &format!(
-                "UPDATE ledger_records SET body = '{tampered}' WHERE record_id = '{}'",
-                row.record_id
-            ),
-        )
-        .await;
+    // Every field of the signed body, one at a time.
+    let body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+    let fields: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+    assert!(fields.len() >= 18, "{fields:?}");
+    for field in &fields {
+        let mut tampered = body.clone();
+        tampered[field.as_str()] = match &body[field.as_str()] {
+            serde_json::Value::String(text) => format!("{text}x").into(),
+            serde_json::Value::Number(n) => (n.as_i64().unwrap_or(0) + 1).into(),
+            serde_json::Value::Array(items) => {
+                let mut items = items.clone();
+                items.push("x".into());
+                items.into()
+            }
+            _ => "x".into(),
+        };
+        let text = serde_json::to_string(&tampered)
+            .unwrap()
+            .replace('\'', "''");
+        let sql = format!(
+            "UPDATE ledger_records SET body = '{text}' WHERE record_id = '{}'",
+            row.record_id
+        );
+        exec(&ledger, &sql).await;
         let report = ledger.verify(&key().verifying_key()).await.unwrap();
         assert_eq!(report.broken.len(), 1, "{field}: {report:?}");
         assert_eq!(report.broken[0].record_id, row.record_id, "{field}");
         let restore = row.body.replace('\'', "''");
-        exec(
-            &ledger,
-            &format!(
-                "UPDATE ledger_records SET body = '{restore}' WHERE record_id = '{}'",
+        let sql = format!(
+            "UPDATE ledger_records SET body = '{restore}' WHERE record_id = '{}'",
+            row.record_id
+        );
+        exec(&ledger, &sql).await;
+    }
+    // And the columns stored beside it.
+    for (column, value) in [
+        ("hash", "'0000'"),
+        ("signature", "'AAAA'"),
+        ("repo_seq", "99"),
+    ] {
+        let original = match column {
+            "hash" => format!("'{}'", row.hash),
+            "signature" => format!("'{}'", row.signature),
+            _ => row.repo_seq.to_string(),
+        };
+        let set = |v: &str| {
+            format!(
+                "UPDATE ledger_records SET {column} = {v} WHERE record_id = '{}'",
                 row.record_id
-            ),
-        )
-        .await;
+            )
+        };
+        exec(&ledger, &set(value)).await;
+        let report = ledger.verify(&key().verifying_key()).await.unwrap();
+        assert_eq!(report.broken.len(), 1, "{column}: {report:?}");
+        exec(&ledger, &set(&original)).await;
     }
     assert!(
         ledger
