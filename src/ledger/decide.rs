@@ -7,6 +7,31 @@ use crate::policy::Decision;
 use crate::policy::commands::COMMAND_PREFIX;
 use crate::policy::decision::{EvidenceStatus, Outcome};
 
+/// Record keys of commands start with this.
+pub const COMMAND_KEY_PREFIX: &str = "command:";
+
+/// The head each command was first judged for, by (author, comment time in ms), from the
+/// record keys of a change. A command stays bound to that head: a later push, even of a
+/// commit with a back-dated committer date, is not covered by it.
+pub fn pinned_heads(keys: &[String]) -> std::collections::HashMap<(String, i64), String> {
+    let mut pinned = std::collections::HashMap::new();
+    for key in keys {
+        let Some(rest) = key.strip_prefix(COMMAND_KEY_PREFIX) else {
+            continue;
+        };
+        // author:at_ms:head:honoured — logins and shas contain no colon.
+        let parts: Vec<&str> = rest.split(':').collect();
+        if let [author, at, head, _honoured] = parts.as_slice()
+            && let Ok(at) = at.parse::<i64>()
+        {
+            pinned
+                .entry(((*author).to_owned(), at))
+                .or_insert_with(|| (*head).to_owned());
+        }
+    }
+    pinned
+}
+
 /// Where a decision was made.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -141,10 +166,13 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
             format!("`{}`: {}", command.command, command.note),
         );
         record.actor = Some(command.author.clone());
+        // The key pins the command to the head it was first judged for (see `pinned_heads`).
         let key = format!(
-            "command:{}:{}:{}",
+            "{}{}:{}:{}:{}",
+            COMMAND_KEY_PREFIX,
             command.author,
             command.at.timestamp_millis(),
+            command.for_head,
             command.honoured
         );
         out.push((key, record));
@@ -204,4 +232,23 @@ pub fn policy_invalid(context: &Context, errors: &str) -> (String, DecisionRecor
         format!("policy_invalid:{}:{}", context.base_sha, context.head_sha),
         record,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pinned_heads;
+
+    #[test]
+    fn a_command_stays_pinned_to_the_first_head_it_was_judged_for() {
+        let keys = vec![
+            "sign_off:approver:lena:abc".to_owned(),
+            "command:olga:1764000000000:head1:true".to_owned(),
+            "command:olga:1764000000000:head2:false".to_owned(),
+            "command:dana:1764000060000:head1:false".to_owned(),
+        ];
+        let pinned = pinned_heads(&keys);
+        assert_eq!(pinned[&("olga".to_owned(), 1_764_000_000_000)], "head1");
+        assert_eq!(pinned[&("dana".to_owned(), 1_764_000_060_000)], "head1");
+        assert_eq!(pinned.len(), 2);
+    }
 }

@@ -186,10 +186,10 @@ impl Ledger {
         Err(StoreError::Contention(record.repo))
     }
 
-    /// The record keys already on record for one change.
+    /// The record keys already on record for one change, oldest first.
     pub async fn recorded_keys(&self, repo: &str, number: u64) -> Result<Vec<String>, StoreError> {
         let rows =
-            sqlx::query("SELECT record_key FROM ledger_records WHERE repo = $1 AND number = $2")
+            sqlx::query("SELECT record_key FROM ledger_records WHERE repo = $1 AND number = $2 ORDER BY repo_seq")
                 .bind(repo)
                 .bind(number as i64)
                 .fetch_all(&self.pool)

@@ -73,6 +73,7 @@ pub fn read(policy: &Policy, facts: &ChangeFacts) -> (Vec<CommandRecord>, Option
                 author: comment.author.clone(),
                 at: comment.at,
                 command: line.to_owned(),
+                for_head: comment.head_sha.clone(),
                 honoured,
                 note,
             });

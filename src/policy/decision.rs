@@ -203,6 +203,8 @@ pub struct CommandRecord {
     pub at: DateTime<Utc>,
     /// The command line as written.
     pub command: String,
+    /// The head commit the command was given for.
+    pub for_head: String,
     /// Whether it was honoured.
     pub honoured: bool,
     /// Why (refusal reason, or what it did).
