@@ -12,6 +12,7 @@ pub mod intake;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod queue;
 pub mod render;
 pub mod server;
 pub mod sink;
