@@ -233,7 +233,8 @@ fn sink_for(
         api,
         config.check_name.clone(),
         config.default_policy.clone(),
-        Some(audit),
+        Some(Arc::clone(&audit)),
+        Some(crate::queue::JobQueue::new(audit.ledger.pool().clone())),
     );
     Ok(Arc::new(worker::GithubSink(worker)))
 }

@@ -78,8 +78,13 @@ impl Tester {
             ledger: tollgate::ledger::store::Ledger::open(&url).await.unwrap(),
             key: ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
         });
-        let worker =
-            GithubWorker::start(api, CHECK.to_owned(), default_policy, Some(audit.clone()));
+        let worker = GithubWorker::start(
+            api,
+            CHECK.to_owned(),
+            default_policy,
+            Some(audit.clone()),
+            Some(tollgate::queue::JobQueue::new(audit.ledger.pool().clone())),
+        );
         let metrics = Metrics::new();
         let secrets = IntakeSecrets {
             github: vec![SecretString::from(GITHUB_SECRET)],
@@ -199,9 +204,14 @@ impl Tester {
         let n = self
             .delivery
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.deliver_as(event, payload, &format!("d-{n}")).await;
+    }
+
+    /// Sends a delivery with a given `X-GitHub-Delivery` (GitHub reuses it on redelivery).
+    async fn deliver_as(&self, event: &str, payload: &Value, delivery_id: &str) {
         let request = common::github_request(
             event,
-            &format!("d-{n}"),
+            delivery_id,
             serde_json::to_vec(payload).unwrap(),
             GITHUB_SECRET,
         );
@@ -968,4 +978,26 @@ async fn a_rerequested_check_suite_without_pull_requests_finds_them_by_commit() 
         Some("action_required")
     );
     t.fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn a_redelivered_delivery_is_acknowledged_and_evaluated_once() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    let payload = t.pr_payload("opened", HEAD1);
+    for _ in 0..3 {
+        t.deliver_as("pull_request", &payload, "same-delivery-id")
+            .await;
+    }
+    let pr_reads = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/repos/acme/fraud-model/pulls/7")
+        .count();
+    assert_eq!(
+        pr_reads, 1,
+        "one evaluation for one delivery, however often it arrives"
+    );
+    assert_eq!(t.sticky_comments().len(), 1);
 }

@@ -68,11 +68,7 @@ impl Context {
             policy_sha: self.policy_sha.clone(),
             kind,
             tier: decision.tier.map(|t| t.as_str().to_owned()),
-            reasons: decision
-                .reasons
-                .iter()
-                .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
-                .collect(),
+            reasons: recorded_reasons(decision),
             actor: None,
             role: None,
             outcome: decision.outcome.name().to_owned(),
@@ -81,6 +77,24 @@ impl Context {
             prev_hash: String::new(),
         }
     }
+}
+
+/// The most tier signals written into one record (a 3,000-file change must not make every
+/// record, and the comment that carries them, enormous); the count of the rest follows.
+const MAX_RECORDED_REASONS: usize = 10;
+
+fn recorded_reasons(decision: &Decision) -> Vec<String> {
+    let mut reasons: Vec<String> = decision
+        .reasons
+        .iter()
+        .take(MAX_RECORDED_REASONS)
+        .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
+        .collect();
+    let rest = decision.reasons.len().saturating_sub(MAX_RECORDED_REASONS);
+    if rest > 0 {
+        reasons.push(format!("… and {rest} more signals"));
+    }
+    reasons
 }
 
 /// The records a decision calls for, with their keys, in a readable order.

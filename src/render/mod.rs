@@ -14,6 +14,12 @@ use crate::policy::markdown::{SectionState, section_state};
 /// comment.
 pub const COMMENT_MARKER: &str = "<!-- tollgate:sticky-comment -->";
 
+/// What tollgate keeps a comment under (GitHub's limit is 65,536 characters).
+pub const MAX_COMMENT_CHARS: usize = 60_000;
+
+/// The most tier signals listed by name in the comment (the check's annotations have all).
+const MAX_LISTED_REASONS: usize = 25;
+
 /// Template names (and the file names a repository may override under `.github/tollgate/`).
 pub const COMMENT_TEMPLATE: &str = "comment.md.j2";
 /// The check run summary template.
@@ -299,11 +305,7 @@ impl View {
                 .tier
                 .map_or("none".to_owned(), |t| t.title().to_owned()),
             observation_hours: decision.observation_hours,
-            reasons: decision
-                .reasons
-                .iter()
-                .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
-                .collect(),
+            reasons: listed_reasons(decision),
             gates: decision
                 .gates
                 .iter()
@@ -371,6 +373,23 @@ impl View {
             model_card: model_card(decision, facts),
         }
     }
+}
+
+/// The tier signals, the first [`MAX_LISTED_REASONS`] by name and a count of the rest.
+fn listed_reasons(decision: &Decision) -> Vec<String> {
+    let mut reasons: Vec<String> = decision
+        .reasons
+        .iter()
+        .take(MAX_LISTED_REASONS)
+        .map(|r| format!("{}: {}", r.tier, r.signal.describe()))
+        .collect();
+    let rest = decision.reasons.len().saturating_sub(MAX_LISTED_REASONS);
+    if rest > 0 {
+        reasons.push(format!(
+            "… and {rest} more (see the check run's annotations)"
+        ));
+    }
+    reasons
 }
 
 /// One ledger record, readably.

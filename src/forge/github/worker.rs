@@ -19,7 +19,7 @@ use crate::render::{self, Renderer};
 use crate::sink::{AcceptFuture, EventSink};
 
 /// A pull request to (re-)evaluate.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     /// `owner/name`.
     pub repo: String,
@@ -54,6 +54,22 @@ pub struct GithubWorker {
     busy: std::sync::atomic::AtomicUsize,
     /// tollgate's check run per (repository, head sha), once known: updates go straight to it.
     runs: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+    /// The durable queue in the shared store; without it, jobs are queued in memory.
+    durable: Option<crate::queue::JobQueue>,
+    /// This process's name as a lease holder.
+    holder: String,
+}
+
+/// How long a claimed change stays leased to this process before another may take it over.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How often an idle worker looks for jobs queued by other processes.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Longest wait before a failed evaluation is tried again.
+const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+
+/// The queue key of a pull request.
+fn change_key(job: &Job) -> String {
+    format!("github:{}#{}", job.repo, job.number)
 }
 
 impl GithubWorker {
@@ -63,6 +79,7 @@ impl GithubWorker {
         check_name: String,
         default_policy: Option<Arc<crate::policy::Policy>>,
         audit: Option<Arc<crate::ledger::Audit>>,
+        durable: Option<crate::queue::JobQueue>,
     ) -> Arc<GithubWorker> {
         let worker = Arc::new(GithubWorker {
             api,
@@ -76,14 +93,43 @@ impl GithubWorker {
             wake: Notify::new(),
             busy: std::sync::atomic::AtomicUsize::new(0),
             runs: std::sync::Mutex::new(std::collections::HashMap::new()),
+            durable,
+            holder: uuid::Uuid::new_v4().to_string(),
         });
         let runner = Arc::clone(&worker);
         tokio::spawn(async move { runner.run().await });
         worker
     }
 
-    /// Queues a pull request unless it is already waiting (bursts coalesce).
-    async fn enqueue(&self, job: Job) {
+    /// Queues a pull request: durably when the queue is in the store (a redelivered delivery
+    /// is not queued twice), else in memory.
+    async fn enqueue(
+        &self,
+        job: Job,
+        delivery: Option<&str>,
+    ) -> Result<(), crate::sink::SinkError> {
+        let Some(queue) = &self.durable else {
+            self.enqueue_in_memory(job).await;
+            return Ok(());
+        };
+        let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let payload =
+            serde_json::to_string(&job).map_err(|e| crate::sink::SinkError(e.to_string()))?;
+        queue
+            .enqueue(
+                &delivery,
+                &change_key(&job),
+                &payload,
+                Utc::now().timestamp_millis(),
+            )
+            .await
+            .map_err(|e| crate::sink::SinkError(e.to_string()))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Queues a pull request in memory unless it is already waiting (bursts coalesce).
+    async fn enqueue_in_memory(&self, job: Job) {
         let key = (job.repo.clone(), job.number);
         let fresh = self
             .queued
@@ -107,7 +153,12 @@ impl GithubWorker {
     /// Waits until nothing is queued or running (for tests and graceful shutdown).
     pub async fn settle(&self) {
         loop {
-            let idle = self.queue.lock().await.is_empty()
+            let durable_idle = match &self.durable {
+                Some(queue) => queue.depth().await.is_ok_and(|n| n == 0),
+                None => true,
+            };
+            let idle = durable_idle
+                && self.queue.lock().await.is_empty()
                 && self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0;
             if idle {
                 return;
@@ -117,6 +168,65 @@ impl GithubWorker {
     }
 
     async fn run(self: Arc<Self>) {
+        if let Some(queue) = self.durable.clone() {
+            return self.run_durable(queue).await;
+        }
+        self.run_in_memory().await
+    }
+
+    /// Claims changes from the store's queue, one at a time, across processes.
+    async fn run_durable(self: Arc<Self>, queue: crate::queue::JobQueue) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let claim = match queue
+                .claim(&self.holder, Utc::now().timestamp_millis(), LEASE_MS)
+                .await
+            {
+                Ok(Some(claim)) => claim,
+                Ok(None) => {
+                    let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the job queue");
+                    tokio::time::sleep(POLL_INTERVAL * 4).await;
+                    continue;
+                }
+            };
+            self.busy.fetch_add(1, Ordering::SeqCst);
+            // The claim's jobs coalesce into one evaluation of the change's latest state.
+            let jobs: Vec<Job> = claim
+                .jobs
+                .iter()
+                .filter_map(|j| serde_json::from_str(&j.payload).ok())
+                .collect();
+            let attempts = claim.jobs.iter().map(|j| j.attempts).max().unwrap_or(0);
+            let outcome = match jobs.last().cloned() {
+                Some(mut job) => {
+                    job.reset_first = jobs.iter().any(|j| j.reset_first);
+                    let span =
+                        tracing::info_span!("evaluate", repo = %job.repo, number = job.number);
+                    self.process(&job).instrument(span).await
+                }
+                None => Ok(()),
+            };
+            let settled = match outcome {
+                Ok(()) => queue.complete(&claim).await,
+                Err(error) => {
+                    let backoff = (1_000i64 << attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
+                    tracing::error!(%error, attempts, backoff_ms = backoff, "evaluation failed; will retry");
+                    let later = Utc::now().timestamp_millis() + backoff;
+                    queue.retry(&claim, &error.to_string(), later).await
+                }
+            };
+            if let Err(error) = settled {
+                tracing::error!(%error, "cannot update the job queue");
+            }
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    async fn run_in_memory(self: Arc<Self>) {
         use std::sync::atomic::Ordering;
         loop {
             let job = {
@@ -480,7 +590,9 @@ impl GithubWorker {
                         reset_first: false,
                         delivery: None,
                     };
-                    self.enqueue(job).await;
+                    if let Err(error) = self.enqueue(job, None).await {
+                        tracing::error!(%error, "cannot queue a re-requested check");
+                    }
                 }
             }
             Err(error) => {
@@ -496,8 +608,9 @@ pub struct GithubSink(pub Arc<GithubWorker>);
 impl EventSink for GithubSink {
     fn accept(&self, delivery: Delivery) -> AcceptFuture<'_> {
         Box::pin(async move {
+            let id = delivery.id.as_ref().map(|d| d.as_str());
             for job in self.0.jobs_for(&delivery) {
-                self.0.enqueue(job).await;
+                self.0.enqueue(job, id).await?;
             }
             if let Event::CheckRerequested(request) = &delivery.event
                 && request.changes.is_empty()
