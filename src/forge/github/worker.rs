@@ -61,7 +61,7 @@ pub struct GithubWorker {
 }
 
 /// How long a claimed change stays leased to this process before another may take it over.
-const LEASE_MS: i64 = 5 * 60 * 1000;
+const LEASE_MS: i64 = 2 * 60 * 1000;
 /// How often an idle worker looks for jobs queued by other processes.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Longest wait before a failed evaluation is tried again.
