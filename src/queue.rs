@@ -4,7 +4,7 @@
 //! the change's latest state anyway) and to one holder at a time across processes, under a
 //! lease that a crashed holder's jobs are reclaimed from.
 //!
-//! Not yet wired into `serve` (the GitHub worker still queues in memory).
+//! `serve` uses it when GitHub credentials are set; `tollgate jobs …` inspects it.
 
 use sqlx::{AnyPool, Row};
 
@@ -24,6 +24,27 @@ pub struct QueuedJob {
     pub payload: String,
     /// How often it was tried before.
     pub attempts: i64,
+}
+
+/// A job as `tollgate jobs list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRow {
+    /// Its id.
+    pub id: i64,
+    /// The delivery it came from.
+    pub delivery_id: String,
+    /// The change.
+    pub change_key: String,
+    /// `queued`, `running` or `done`.
+    pub state: String,
+    /// Tries so far.
+    pub attempts: i64,
+    /// When it may run (epoch ms).
+    pub available_ms: i64,
+    /// When it was accepted (epoch ms).
+    pub created_ms: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
 }
 
 /// The jobs of one change, leased to one holder.
@@ -222,6 +243,55 @@ impl JobQueue {
             .await?;
         }
         self.release(&claim.change_key, &claim.holder).await
+    }
+
+    /// Jobs, newest first (all states, or only those not done).
+    pub async fn list(&self, include_done: bool, limit: i64) -> Result<Vec<JobRow>, QueueError> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, change_key, state, attempts, available_ms, created_ms, last_error \
+             FROM jobs WHERE state <> 'done' OR $1 = 1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(i64::from(include_done))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(JobRow {
+                    id: row.try_get("id")?,
+                    delivery_id: row.try_get("delivery_id")?,
+                    change_key: row.try_get("change_key")?,
+                    state: row.try_get("state")?,
+                    attempts: row.try_get::<i64, _>("attempts")?,
+                    available_ms: row.try_get("available_ms")?,
+                    created_ms: row.try_get("created_ms")?,
+                    last_error: row.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Makes waiting jobs (all, or one) available now, e.g. after fixing what made them fail.
+    /// Returns how many.
+    pub async fn retry_now(&self, id: Option<i64>, now_ms: i64) -> Result<u64, QueueError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET available_ms = $1 WHERE state = 'queued' AND ($2 = 0 OR id = $3)",
+        )
+        .bind(now_ms)
+        .bind(i64::from(id.is_some()))
+        .bind(id.unwrap_or(0))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Removes finished jobs created before `before_ms`. Returns how many.
+    pub async fn purge_done(&self, before_ms: i64) -> Result<u64, QueueError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE state = 'done' AND created_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Jobs waiting or running (for `/metrics` and `tollgate jobs list`).

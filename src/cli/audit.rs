@@ -1,4 +1,5 @@
-//! `tollgate keygen`, `pubkey`, `verify --comment` and `audit verify|export|show`.
+//! `tollgate keygen`, `pubkey`, `verify --comment`, `audit verify|export|show` and
+//! `jobs list|retry|purge`: the operator's commands on the shared store.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -376,4 +377,77 @@ async fn show(ledger: &Ledger, change: &str) -> ExitCode {
         &[RecordKind::OutcomeChanged, RecordKind::PolicyInvalid],
     );
     ExitCode::SUCCESS
+}
+
+/// `tollgate jobs …`.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Jobs not yet done (with `--all`, the done ones too), newest first.
+    List {
+        /// Include finished jobs.
+        #[arg(long)]
+        all: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Make waiting jobs (all, or the one given) run now instead of after their backoff.
+    Retry {
+        /// One job's id.
+        id: Option<i64>,
+    },
+    /// Remove finished jobs older than the given age.
+    Purge {
+        /// Age in hours.
+        #[arg(long, default_value_t = 24)]
+        older_than_hours: i64,
+    },
+}
+
+/// `tollgate jobs …`.
+pub fn jobs(config_path: Option<&Path>, command: JobsCommand) -> ExitCode {
+    let config = match config(config_path) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(error),
+    };
+    runtime.block_on(async {
+        let queue = match Ledger::open(&config.database_url).await {
+            Ok(ledger) => crate::queue::JobQueue::new(ledger.pool().clone()),
+            Err(error) => return fail(error),
+        };
+        let now = Utc::now().timestamp_millis();
+        let result = match command {
+            JobsCommand::List { all, limit } => queue.list(all, limit).await.map(|rows| {
+                println!("id\tstate\tattempts\tchange\tdelivery\tavailable\tlast error");
+                for row in rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        row.id,
+                        row.state,
+                        row.attempts,
+                        row.change_key,
+                        row.delivery_id,
+                        time(row.available_ms),
+                        row.last_error.unwrap_or_default()
+                    );
+                }
+            }),
+            JobsCommand::Retry { id } => queue
+                .retry_now(id, now)
+                .await
+                .map(|n| println!("{n} job(s) made available now")),
+            JobsCommand::Purge { older_than_hours } => queue
+                .purge_done(now - older_than_hours * 3_600_000)
+                .await
+                .map(|n| println!("{n} finished job(s) removed")),
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error),
+        }
+    })
 }

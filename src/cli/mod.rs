@@ -83,6 +83,15 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Inspect the durable job queue.
+    Jobs {
+        /// Configuration file (for the database).
+        #[arg(long, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::JobsCommand,
+    },
     /// Exit 0 when a local `tollgate serve` answers `/healthz` (for container health checks).
     Healthcheck {
         /// Configuration file, to find the listen address (as for `serve`).
@@ -108,6 +117,7 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
         } => audit::verify_comment(&comment, pubkey.as_deref(), config.as_deref()),
         Command::Audit { config, command } => audit::run(config.as_deref(), command),
+        Command::Jobs { config, command } => audit::jobs(config.as_deref(), command),
         Command::Explain {
             policy,
             facts,
