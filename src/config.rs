@@ -238,6 +238,19 @@ impl ServerConfig {
         }
     }
 
+    /// The folder of the SQLite database (where the signing key is kept when no key file is
+    /// configured); `None` for PostgreSQL.
+    pub fn sqlite_dir(&self) -> Option<PathBuf> {
+        let path = self.database_url.strip_prefix("sqlite://")?;
+        let path = path.split('?').next().unwrap_or(path);
+        Some(
+            Path::new(path)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        )
+    }
+
     /// Loads from the process environment and the given (or default) file.
     pub fn load(explicit_path: Option<&Path>) -> Result<Self, ConfigError> {
         let env: BTreeMap<String, String> = std::env::vars()

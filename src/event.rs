@@ -79,6 +79,11 @@ string_newtype!(
     DeliveryId
 );
 
+/// The first seven characters of a commit id, as people read it.
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
 /// A pull request number (GitHub) or merge request iid (GitLab): unique within a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

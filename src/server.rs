@@ -170,17 +170,7 @@ pub async fn open_audit(config: &ServerConfig) -> anyhow::Result<crate::ledger::
     let ledger = crate::ledger::store::Ledger::open(&config.database_url)
         .await
         .with_context(|| "cannot open the ledger database (TOLLGATE_DATABASE_URL)".to_owned())?;
-    let sqlite_dir = config
-        .database_url
-        .strip_prefix("sqlite://")
-        .map(|path| path.split('?').next().unwrap_or(path))
-        .map(|path| {
-            std::path::Path::new(path)
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default()
-        });
-    let data_dir = match (&config.signing_key_file, sqlite_dir) {
+    let data_dir = match (&config.signing_key_file, config.sqlite_dir()) {
         (Some(_), _) => std::path::PathBuf::new(),
         (None, Some(dir)) => dir,
         (None, None) => anyhow::bail!(

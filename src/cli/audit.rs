@@ -78,10 +78,7 @@ fn server_key(config_path: Option<&Path>) -> Result<VerifyingKey, String> {
             .map_err(|e| e.to_string());
     }
     let dir = config
-        .database_url
-        .strip_prefix("sqlite://")
-        .map(|p| p.split('?').next().unwrap_or(p))
-        .and_then(|p| Path::new(p).parent().map(Path::to_path_buf))
+        .sqlite_dir()
         .ok_or("set TOLLGATE_SIGNING_KEY_FILE (or pass --pubkey)")?;
     let path = dir.join(keys::PRIVATE_KEY_FILE);
     keys::read_private(&path)
@@ -166,21 +163,23 @@ pub fn verify_comment(
     }
 }
 
+/// The configured store, opened on a runtime for the command to run on.
+fn open_store(config_path: Option<&Path>) -> Result<(tokio::runtime::Runtime, Ledger), ExitCode> {
+    let config = config(config_path).map_err(fail)?;
+    let runtime = runtime().map_err(fail)?;
+    let ledger = runtime
+        .block_on(Ledger::open(&config.database_url))
+        .map_err(fail)?;
+    Ok((runtime, ledger))
+}
+
 /// `tollgate audit …`.
 pub fn run(config_path: Option<&Path>, command: AuditCommand) -> ExitCode {
-    let config = match config(config_path) {
-        Ok(config) => config,
-        Err(error) => return fail(error),
-    };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(error),
+    let (runtime, ledger) = match open_store(config_path) {
+        Ok(store) => store,
+        Err(code) => return code,
     };
     runtime.block_on(async {
-        let ledger = match Ledger::open(&config.database_url).await {
-            Ok(ledger) => ledger,
-            Err(error) => return fail(error),
-        };
         match command {
             AuditCommand::Verify { pubkey } => {
                 audit_verify(&ledger, pubkey.as_deref(), config_path).await
@@ -406,19 +405,12 @@ pub enum JobsCommand {
 
 /// `tollgate jobs …`.
 pub fn jobs(config_path: Option<&Path>, command: JobsCommand) -> ExitCode {
-    let config = match config(config_path) {
-        Ok(config) => config,
-        Err(error) => return fail(error),
+    let (runtime, ledger) = match open_store(config_path) {
+        Ok(store) => store,
+        Err(code) => return code,
     };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(error) => return fail(error),
-    };
+    let queue = crate::queue::JobQueue::new(ledger.pool().clone());
     runtime.block_on(async {
-        let queue = match Ledger::open(&config.database_url).await {
-            Ok(ledger) => crate::queue::JobQueue::new(ledger.pool().clone()),
-            Err(error) => return fail(error),
-        };
         let now = Utc::now().timestamp_millis();
         let result = match command {
             JobsCommand::List { all, limit } => queue.list(all, limit).await.map(|rows| {

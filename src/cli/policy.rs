@@ -191,7 +191,7 @@ pub fn render_text(decision: &Decision) -> String {
                         slot.role,
                         s.login,
                         s.at.to_rfc3339(),
-                        short(&s.commit)
+                        crate::event::short_sha(&s.commit)
                     );
                 }
                 None => {
@@ -280,8 +280,4 @@ fn outcome_line(outcome: &Outcome) -> String {
             )
         }
     }
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }

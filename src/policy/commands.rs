@@ -147,8 +147,8 @@ fn check_bypass(
     if comment.head_sha != facts.head_sha {
         return Err(format!(
             "given for commit {}, but the head is now {}: a bypass covers one commit",
-            short(&comment.head_sha),
-            short(&facts.head_sha)
+            crate::event::short_sha(&comment.head_sha),
+            crate::event::short_sha(&facts.head_sha)
         ));
     }
     let expires_at = comment.at + Duration::hours(i64::from(emergency.expires_hours));
@@ -165,8 +165,4 @@ fn check_bypass(
         expires_at,
         review_due: comment.at + Duration::hours(i64::from(emergency.review_within_hours)),
     })
-}
-
-fn short(sha: &str) -> &str {
-    sha.get(..7).unwrap_or(sha)
 }

@@ -256,7 +256,6 @@ const MANUAL_ITEMS: [&str; 5] = [
 
 impl View {
     fn new(decision: &Decision, facts: &ChangeFacts) -> View {
-        let short = |sha: &str| sha.get(..7).unwrap_or(sha).to_owned();
         let mut checklist = vec![ChecklistItem {
             text: match decision.tier {
                 Some(tier) => format!("Risk tier assessed: {}", tier.title()),
@@ -337,10 +336,9 @@ impl View {
                     at: s.filled_by.as_ref().map_or(String::new(), |f| {
                         f.at.format("%Y-%m-%d %H:%M UTC").to_string()
                     }),
-                    commit: s
-                        .filled_by
-                        .as_ref()
-                        .map_or(String::new(), |f| short(&f.commit)),
+                    commit: s.filled_by.as_ref().map_or(String::new(), |f| {
+                        crate::event::short_sha(&f.commit).to_owned()
+                    }),
                 })
                 .collect(),
             missing: decision
@@ -402,7 +400,7 @@ fn record_line(signed: &SignedRecord) -> String {
         .ok()
         .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
         .unwrap_or_default();
-    let head = record.head_sha.get(..7).unwrap_or(&record.head_sha);
+    let head = crate::event::short_sha(&record.head_sha);
     format!(
         "{when} · {kind} · {} (on {head}, record {})",
         record.detail, record.id
