@@ -104,6 +104,9 @@ struct FileConfig {
     default_policy_file: Option<PathBuf>,
     check_name: Option<String>,
     drain_timeout_secs: Option<u64>,
+    workers: Option<u64>,
+    job_lease_secs: Option<u64>,
+    job_give_up_secs: Option<u64>,
     log_format: Option<String>,
 }
 
@@ -127,6 +130,9 @@ pub const KEYS: &[&str] = &[
     "default_policy_file",
     "check_name",
     "drain_timeout_secs",
+    "workers",
+    "job_lease_secs",
+    "job_give_up_secs",
     "log_format",
 ];
 
@@ -204,8 +210,33 @@ pub struct ServerConfig {
     pub check_name: String,
     /// How long SIGTERM waits for in-flight work.
     pub drain_timeout: Duration,
+    /// How the durable queue is worked.
+    pub jobs: JobSettings,
     /// Log line format.
     pub log_format: LogFormat,
+}
+
+/// How this process works the durable job queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Changes evaluated at once by this process (0: intake only; other replicas evaluate).
+    pub workers: usize,
+    /// How long a claimed change stays with this process without a renewal (renewed while the
+    /// evaluation runs): a crashed process's work is taken over after this long.
+    pub lease: Duration,
+    /// How long a change may keep failing before its jobs are parked as `failed` for
+    /// `tollgate jobs retry`.
+    pub give_up_after: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            workers: 4,
+            lease: Duration::from_secs(30),
+            give_up_after: Duration::from_secs(6 * 3600),
+        }
+    }
 }
 
 /// What tollgate can do with the credentials it has.
@@ -442,6 +473,30 @@ impl Layered<'_> {
             )?
             .unwrap_or(30),
         );
+        let defaults = JobSettings::default();
+        let workers = self
+            .plain::<usize>("workers", f.workers.map(|v| v.to_string()))?
+            .unwrap_or(defaults.workers);
+        let lease = self
+            .plain::<u64>("job_lease_secs", f.job_lease_secs.map(|v| v.to_string()))?
+            .map_or(defaults.lease, Duration::from_secs);
+        if lease.is_zero() {
+            return Err(ConfigError::new(
+                self.origin("job_lease_secs"),
+                "a lease of 0 seconds would hand every change to every replica; use at least 1 (default 30)",
+            ));
+        }
+        let give_up_after = self
+            .plain::<u64>(
+                "job_give_up_secs",
+                f.job_give_up_secs.map(|v| v.to_string()),
+            )?
+            .map_or(defaults.give_up_after, Duration::from_secs);
+        let jobs = JobSettings {
+            workers,
+            lease,
+            give_up_after,
+        };
         let log_format = self.plain("log_format", f.log_format)?.unwrap_or_default();
         Ok(ServerConfig {
             listen,
@@ -456,6 +511,7 @@ impl Layered<'_> {
             default_policy,
             check_name,
             drain_timeout,
+            jobs,
             log_format,
         })
     }
@@ -586,7 +642,8 @@ fn hint(key: &str) -> &'static str {
             " (expected a URL, e.g. https://api.github.com or https://ghe.example.com/api/v3)"
         }
         "gitlab_url" => " (expected the instance root, e.g. https://gitlab.com)",
-        "github_app_id" | "drain_timeout_secs" => " (expected a whole number)",
+        "github_app_id" | "drain_timeout_secs" | "workers" | "job_lease_secs"
+        | "job_give_up_secs" => " (expected a whole number)",
         _ => "",
     }
 }

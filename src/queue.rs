@@ -2,14 +2,35 @@
 //! before the forge gets its answer, so nothing accepted is lost; a redelivered delivery is not
 //! queued twice; jobs of one change are handed out together (coalesced: the evaluation reads
 //! the change's latest state anyway) and to one holder at a time across processes, under a
-//! lease that a crashed holder's jobs are reclaimed from.
+//! lease that the holder renews while it works and that a crashed holder's jobs are reclaimed
+//! from once it runs out.
 //!
-//! `serve` uses it when GitHub credentials are set; `tollgate jobs …` inspects it.
+//! Job states: `queued` (waiting, possibly until a backoff ends) → `running` (under a lease) →
+//! `done`, or back to `queued` with one more attempt, or `failed` once a change kept failing
+//! past the give-up bound (kept for `tollgate jobs retry`).
+//!
+//! `serve` uses it when forge credentials are set; `tollgate jobs …` inspects it.
 
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+
+mod batch;
+
+pub use batch::{BatchError, GroupCommit};
 
 /// A store failure.
 pub type QueueError = sqlx::Error;
+
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// The delivery it comes from (redeliveries share it).
+    pub delivery_id: String,
+    /// What it is about (e.g. `github:owner/name#7`).
+    pub change_key: String,
+    /// The job, serialised by its producer.
+    pub payload: String,
+}
 
 /// One queued job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +45,10 @@ pub struct QueuedJob {
     pub payload: String,
     /// How often it was tried before.
     pub attempts: i64,
+    /// When it was accepted (epoch ms).
+    pub created_ms: i64,
+    /// Since when it has been failing (epoch ms), if it has.
+    pub failing_since_ms: Option<i64>,
 }
 
 /// A job as `tollgate jobs list` shows it.
@@ -35,7 +60,7 @@ pub struct JobRow {
     pub delivery_id: String,
     /// The change.
     pub change_key: String,
-    /// `queued`, `running` or `done`.
+    /// `queued`, `running`, `done` or `failed`.
     pub state: String,
     /// Tries so far.
     pub attempts: i64,
@@ -58,8 +83,39 @@ pub struct Claim {
     pub jobs: Vec<QueuedJob>,
 }
 
+impl Claim {
+    /// Most tries any of its jobs had before this one.
+    pub fn attempts(&self) -> i64 {
+        self.jobs.iter().map(|j| j.attempts).max().unwrap_or(0)
+    }
+
+    /// Since when the change has been failing, if it has.
+    pub fn failing_since_ms(&self) -> Option<i64> {
+        self.jobs.iter().filter_map(|j| j.failing_since_ms).min()
+    }
+}
+
+/// What the queue holds, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs waiting (including those waiting out a backoff).
+    pub queued: i64,
+    /// Jobs being worked on.
+    pub running: i64,
+    /// Jobs given up on, waiting for an operator.
+    pub failed: i64,
+    /// Acceptance time of the oldest job not yet done or failed (epoch ms).
+    pub oldest_pending_ms: Option<i64>,
+}
+
 /// How many changes with ready jobs one claim looks at before giving up.
 const CLAIM_CANDIDATES: i64 = 32;
+/// Most jobs of one change handed out in one claim (they coalesce into one evaluation; the
+/// rest follow in the next claim).
+const CLAIM_JOBS: i64 = 500;
+
+const JOB_COLUMNS: &str =
+    "id, delivery_id, change_key, payload, attempts, created_ms, failing_since_ms";
 
 /// The queue.
 #[derive(Clone)]
@@ -73,6 +129,15 @@ impl JobQueue {
         JobQueue { pool }
     }
 
+    /// Whether the store is PostgreSQL (several writers help there; SQLite has one).
+    pub fn is_postgres(&self) -> bool {
+        self.pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
+    }
+
     /// Queues a job. Returns `false` when this delivery was already queued for this change
     /// (a redelivery): it is acknowledged and not processed twice.
     pub async fn enqueue(
@@ -82,21 +147,43 @@ impl JobQueue {
         payload: &str,
         now_ms: i64,
     ) -> Result<bool, QueueError> {
-        let done = sqlx::query(
-            "INSERT INTO jobs (delivery_id, change_key, payload, state, attempts, available_ms, created_ms) \
-             VALUES ($1, $2, $3, 'queued', 0, $4, $4) ON CONFLICT (delivery_id, change_key) DO NOTHING",
-        )
-        .bind(delivery_id)
-        .bind(change_key)
-        .bind(payload)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let job = NewJob {
+            delivery_id: delivery_id.to_owned(),
+            change_key: change_key.to_owned(),
+            payload: payload.to_owned(),
+        };
+        Ok(self.enqueue_batch(&[job], now_ms).await?[0])
     }
 
-    /// Claims the change whose oldest ready job is oldest and that nobody holds, with all its
-    /// ready jobs, for `lease_ms`. Jobs of a holder whose lease ran out are reclaimed first.
+    /// Queues several jobs in one transaction (one commit, one disk flush), which is what makes
+    /// group commit at intake cheap. Returns, per job, whether it was new (`false`: a
+    /// redelivery, acknowledged and not queued twice).
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[NewJob],
+        now_ms: i64,
+    ) -> Result<Vec<bool>, QueueError> {
+        let mut tx = self.pool.begin().await?;
+        let mut fresh = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let done = sqlx::query(
+                "INSERT INTO jobs (delivery_id, change_key, payload, state, attempts, available_ms, created_ms) \
+                 VALUES ($1, $2, $3, 'queued', 0, $4, $4) ON CONFLICT (delivery_id, change_key) DO NOTHING",
+            )
+            .bind(&job.delivery_id)
+            .bind(&job.change_key)
+            .bind(&job.payload)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            fresh.push(done.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    /// Claims the change whose oldest ready job is oldest and that nobody holds, with its ready
+    /// jobs, for `lease_ms`. Jobs of a holder whose lease ran out are reclaimed first.
     pub async fn claim(
         &self,
         holder: &str,
@@ -158,41 +245,27 @@ impl JobQueue {
         Ok(taken.rows_affected() == 1)
     }
 
+    /// Marks the change's ready jobs running and returns them, oldest first (one statement, so
+    /// a crash leaves either all of them queued or all running under the lease).
     async fn take_ready_jobs(
         &self,
         change_key: &str,
         now_ms: i64,
     ) -> Result<Vec<QueuedJob>, QueueError> {
-        let rows = sqlx::query(
-            "SELECT id, delivery_id, change_key, payload, attempts FROM jobs \
-             WHERE change_key = $1 AND state = 'queued' AND available_ms <= $2 ORDER BY id",
-        )
-        .bind(change_key)
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let job = QueuedJob {
-                id: row.try_get("id")?,
-                delivery_id: row.try_get("delivery_id")?,
-                change_key: row.try_get("change_key")?,
-                payload: row.try_get("payload")?,
-                attempts: row.try_get::<i64, _>("attempts")?,
-            };
-            self.set_state(job.id, "running").await?;
-            jobs.push(job);
-        }
-        Ok(jobs)
-    }
-
-    async fn set_state(&self, id: i64, state: &str) -> Result<(), QueueError> {
-        sqlx::query("UPDATE jobs SET state = $1 WHERE id = $2")
-            .bind(state)
-            .bind(id)
-            .execute(&self.pool)
+        let sql = format!(
+            "UPDATE jobs SET state = 'running' WHERE id IN (SELECT id FROM jobs \
+             WHERE change_key = $1 AND state = 'queued' AND available_ms <= $2 ORDER BY id LIMIT $3) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(change_key)
+            .bind(now_ms)
+            .bind(CLAIM_JOBS)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(())
+        let mut jobs = rows.iter().map(job).collect::<Result<Vec<_>, _>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
     }
 
     /// Jobs left running by a holder whose lease expired (it crashed) go back to the queue.
@@ -216,33 +289,98 @@ impl JobQueue {
         Ok(())
     }
 
-    /// The claim's jobs are done.
-    pub async fn complete(&self, claim: &Claim) -> Result<(), QueueError> {
-        for job in &claim.jobs {
-            self.set_state(job.id, "done").await?;
-        }
-        self.release(&claim.change_key, &claim.holder).await
+    /// Extends the claim's lease to `until_ms` while its evaluation runs. Returns `false` when
+    /// the lease was lost (it ran out and another holder took the change over).
+    pub async fn renew(&self, claim: &Claim, until_ms: i64) -> Result<bool, QueueError> {
+        let done = sqlx::query(
+            "UPDATE change_leases SET lease_until_ms = $1 WHERE change_key = $2 AND holder = $3",
+        )
+        .bind(until_ms)
+        .bind(&claim.change_key)
+        .bind(&claim.holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    /// The claim's jobs go back to the queue, available again at `available_ms`.
+    /// The claim's jobs are done. Jobs of the change parked as `failed` earlier are done too:
+    /// this evaluation read the change's latest state, which is what they asked for.
+    pub async fn complete(&self, claim: &Claim) -> Result<(), QueueError> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'done', failing_since_ms = NULL WHERE id IN ({}) \
+             OR (change_key = $1 AND state = 'failed')",
+            id_list(claim, 2)
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&claim.change_key);
+        for job in &claim.jobs {
+            query = query.bind(job.id);
+        }
+        query.execute(&mut *tx).await?;
+        release_in(&mut tx, claim).await?;
+        tx.commit().await
+    }
+
+    /// The claim's jobs go back to the queue, available again at `available_ms`, with one more
+    /// attempt counted and the error kept.
     pub async fn retry(
         &self,
         claim: &Claim,
         error: &str,
         available_ms: i64,
     ) -> Result<(), QueueError> {
-        for job in &claim.jobs {
-            sqlx::query(
-                "UPDATE jobs SET state = 'queued', attempts = attempts + 1, available_ms = $1, last_error = $2 \
-                 WHERE id = $3",
-            )
-            .bind(available_ms)
+        self.settle_failure(claim, "queued", error, available_ms)
+            .await
+    }
+
+    /// The claim's jobs kept failing past the give-up bound: they are parked as `failed` until
+    /// an operator retries them (`tollgate jobs retry`) or a later event's evaluation succeeds.
+    pub async fn give_up(&self, claim: &Claim, error: &str, now_ms: i64) -> Result<(), QueueError> {
+        self.settle_failure(claim, "failed", error, now_ms).await
+    }
+
+    async fn settle_failure(
+        &self,
+        claim: &Claim,
+        state: &str,
+        error: &str,
+        at_ms: i64,
+    ) -> Result<(), QueueError> {
+        let sql = format!(
+            "UPDATE jobs SET state = $1, attempts = attempts + 1, available_ms = $2, last_error = $3, \
+             failing_since_ms = COALESCE(failing_since_ms, $4) WHERE id IN ({})",
+            id_list(claim, 5)
+        );
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(at_ms)
             .bind(error)
-            .bind(job.id)
-            .execute(&self.pool)
-            .await?;
+            .bind(now.min(at_ms));
+        for job in &claim.jobs {
+            query = query.bind(job.id);
         }
-        self.release(&claim.change_key, &claim.holder).await
+        query.execute(&mut *tx).await?;
+        release_in(&mut tx, claim).await?;
+        tx.commit().await
+    }
+
+    /// Hands the claim's jobs back untouched (no attempt counted), e.g. when a draining server
+    /// runs out of time: another process takes them at once instead of after the lease.
+    pub async fn hand_back(&self, claim: &Claim) -> Result<(), QueueError> {
+        let sql = format!(
+            "UPDATE jobs SET state = 'queued' WHERE state = 'running' AND id IN ({})",
+            id_list(claim, 1)
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for job in &claim.jobs {
+            query = query.bind(job.id);
+        }
+        query.execute(&mut *tx).await?;
+        release_in(&mut tx, claim).await?;
+        tx.commit().await
     }
 
     /// Jobs, newest first (all states, or only those not done).
@@ -271,11 +409,12 @@ impl JobQueue {
             .collect()
     }
 
-    /// Makes waiting jobs (all, or one) available now, e.g. after fixing what made them fail.
-    /// Returns how many.
+    /// Makes waiting and failed jobs (all, or one) available now, e.g. after fixing what made
+    /// them fail; their give-up clock starts again. Returns how many.
     pub async fn retry_now(&self, id: Option<i64>, now_ms: i64) -> Result<u64, QueueError> {
         let done = sqlx::query(
-            "UPDATE jobs SET available_ms = $1 WHERE state = 'queued' AND ($2 = 0 OR id = $3)",
+            "UPDATE jobs SET state = 'queued', available_ms = $1, failing_since_ms = NULL \
+             WHERE state IN ('queued', 'failed') AND ($2 = 0 OR id = $3)",
         )
         .bind(now_ms)
         .bind(i64::from(id.is_some()))
@@ -294,7 +433,7 @@ impl JobQueue {
         Ok(done.rows_affected())
     }
 
-    /// Jobs waiting or running (for `/metrics` and `tollgate jobs list`).
+    /// Jobs waiting or running (what a draining or settling worker still has to do).
     pub async fn depth(&self) -> Result<i64, QueueError> {
         let row =
             sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'running')")
@@ -302,4 +441,65 @@ impl JobQueue {
                 .await?;
         row.try_get("n")
     }
+
+    /// Counts by state and the oldest pending job, for `/metrics`.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n, MIN(created_ms) AS oldest FROM jobs \
+             WHERE state IN ('queued', 'running', 'failed') GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats = QueueStats::default();
+        for row in rows {
+            let state: String = row.try_get("state")?;
+            let n: i64 = row.try_get("n")?;
+            let oldest: Option<i64> = row.try_get("oldest")?;
+            match state.as_str() {
+                "queued" => stats.queued = n,
+                "running" => stats.running = n,
+                _ => {
+                    stats.failed = n;
+                    continue;
+                }
+            }
+            stats.oldest_pending_ms = match (stats.oldest_pending_ms, oldest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(stats)
+    }
+}
+
+/// `$first, $first+1, …` for the claim's job ids.
+fn id_list(claim: &Claim, first: usize) -> String {
+    (first..first + claim.jobs.len().max(1))
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn release_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    claim: &Claim,
+) -> Result<(), QueueError> {
+    sqlx::query("DELETE FROM change_leases WHERE change_key = $1 AND holder = $2")
+        .bind(&claim.change_key)
+        .bind(&claim.holder)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn job(row: &AnyRow) -> Result<QueuedJob, QueueError> {
+    Ok(QueuedJob {
+        id: row.try_get("id")?,
+        delivery_id: row.try_get("delivery_id")?,
+        change_key: row.try_get("change_key")?,
+        payload: row.try_get("payload")?,
+        attempts: row.try_get::<i64, _>("attempts")?,
+        created_ms: row.try_get("created_ms")?,
+        failing_since_ms: row.try_get("failing_since_ms")?,
+    })
 }

@@ -78,6 +78,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn render_metrics(State(metrics): State<Metrics>) -> impl IntoResponse {
+    metrics.refresh().await;
     (
         [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         metrics.render(),
@@ -95,8 +96,8 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let audit = Arc::new(open_audit(&config).await?);
     let public_pem = crate::ledger::keys::public_pem(&audit.key.verifying_key());
-    let sink = sink_for(&config, audit)?;
     let metrics = Metrics::new();
+    let (sink, worker) = sink_for(&config, audit, &metrics)?;
     let secrets = IntakeSecrets {
         github: config.github.webhook_secrets.clone(),
         gitlab: config.gitlab.webhook_tokens.clone(),
@@ -125,9 +126,22 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         "shutting down: no new connections, draining in-flight requests"
     );
     let _ = stop_tx.send(true);
-    match tokio::time::timeout(config.drain_timeout, server).await {
+    let deadline = tokio::time::Instant::now() + config.drain_timeout;
+    match tokio::time::timeout_at(deadline, server).await {
         Ok(result) => result.context("server failed while draining")?,
         Err(_) => tracing::warn!("drain timeout reached; exiting with requests still in flight"),
+    }
+    // Intake is closed: every accepted delivery is in the queue. Finish the evaluations in
+    // flight within what is left of the drain timeout; the rest is handed back to the queue.
+    if let Some(worker) = worker {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if worker.drain(left).await {
+            tracing::info!("evaluations in flight finished");
+        } else {
+            tracing::warn!(
+                "drain timeout reached; unfinished evaluations were handed back to the queue"
+            );
+        }
     }
     tracing::info!("stopped");
     Ok(())
@@ -190,16 +204,23 @@ pub async fn open_audit(config: &ServerConfig) -> anyhow::Result<crate::ledger::
     Ok(crate::ledger::Audit { ledger, key })
 }
 
+/// The sink, and the worker behind it when there is one (to drain on shutdown).
+type SinkAndWorker = (
+    Arc<dyn EventSink>,
+    Option<Arc<crate::forge::github::worker::GithubWorker>>,
+);
+
 fn sink_for(
     config: &ServerConfig,
     audit: Arc<crate::ledger::Audit>,
-) -> anyhow::Result<Arc<dyn EventSink>> {
+    metrics: &Metrics,
+) -> anyhow::Result<SinkAndWorker> {
     use crate::config::GithubCredentials;
     use crate::forge::github::{api, worker};
     use anyhow::Context as _;
 
     let auth = match &config.github.credentials {
-        GithubCredentials::None => return Ok(Arc::new(DryRunSink)),
+        GithubCredentials::None => return Ok((Arc::new(DryRunSink), None)),
         GithubCredentials::Token(token) => api::Auth::Token(token.clone()),
         GithubCredentials::App {
             app_id,
@@ -221,12 +242,19 @@ fn sink_for(
         .context("cannot set up the GitHub client (TOLLGATE_GITHUB_*)")?;
     let worker = worker::GithubWorker::start(
         api,
-        config.check_name.clone(),
-        config.default_policy.clone(),
-        Some(Arc::clone(&audit)),
-        Some(crate::queue::JobQueue::new(audit.ledger.pool().clone())),
+        worker::WorkerOptions {
+            check_name: config.check_name.clone(),
+            default_policy: config.default_policy.clone(),
+            durable: Some(crate::queue::JobQueue::new(audit.ledger.pool().clone())),
+            audit: Some(audit),
+            jobs: config.jobs,
+            metrics: metrics.clone(),
+        },
     );
-    Ok(Arc::new(worker::GithubSink(worker)))
+    Ok((
+        Arc::new(worker::GithubSink(Arc::clone(&worker))),
+        Some(worker),
+    ))
 }
 
 async fn shutdown_signal() {

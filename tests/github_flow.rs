@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tollgate::forge::github::api::{Auth, GithubApi};
-use tollgate::forge::github::worker::{GithubSink, GithubWorker};
+use tollgate::forge::github::worker::{GithubSink, GithubWorker, WorkerOptions};
 use tollgate::intake::{IntakeSecrets, IntakeState};
 use tollgate::metrics::Metrics;
 use tollgate::render::COMMENT_MARKER;
@@ -78,14 +78,17 @@ impl Tester {
             ledger: tollgate::ledger::store::Ledger::open(&url).await.unwrap(),
             key: ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
         });
+        let metrics = Metrics::new();
         let worker = GithubWorker::start(
             api,
-            CHECK.to_owned(),
-            default_policy,
-            Some(audit.clone()),
-            Some(tollgate::queue::JobQueue::new(audit.ledger.pool().clone())),
+            WorkerOptions {
+                default_policy,
+                audit: Some(audit.clone()),
+                durable: Some(tollgate::queue::JobQueue::new(audit.ledger.pool().clone())),
+                metrics: metrics.clone(),
+                ..WorkerOptions::new(CHECK)
+            },
         );
-        let metrics = Metrics::new();
         let secrets = IntakeSecrets {
             github: vec![SecretString::from(GITHUB_SECRET)],
             gitlab: vec![],
@@ -852,15 +855,25 @@ async fn when_github_fails_the_check_is_never_success() {
     );
     t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
         .await;
+    // The failed evaluation left a failure, never a pass, and the job was tried again on its
+    // own once GitHub answered.
     let run = t.check(HEAD1);
-    assert_eq!(run.conclusion.as_deref(), Some("failure"), "{run:#?}");
-    assert_eq!(
-        run.title.as_deref(),
-        Some("tollgate could not evaluate this change")
+    let conclusions: Vec<&str> = run
+        .history
+        .iter()
+        .filter_map(|(_, conclusion)| conclusion.as_deref())
+        .collect();
+    assert_eq!(conclusions, ["failure", "success"], "{run:#?}");
+    let jobs = tollgate::queue::JobQueue::new(t.audit.ledger.pool().clone())
+        .list(true, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].state.as_str(), jobs[0].attempts), ("done", 1));
+    assert!(
+        jobs[0].last_error.as_deref().unwrap().contains("500"),
+        "{jobs:?}"
     );
-    // Once GitHub answers again, a recheck passes it.
-    t.comment("dana", "/tollgate recheck").await;
-    assert_eq!(t.check(HEAD1).conclusion.as_deref(), Some("success"));
 }
 
 #[tokio::test]

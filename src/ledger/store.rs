@@ -116,6 +116,12 @@ impl Ledger {
         if postgres {
             sqlx::migrate!("migrations/postgres").run(&pool).await?;
         } else {
+            // Write-ahead logging: readers (claims, `/metrics`) never block the intake's
+            // commits, and a commit is one append and one flush of the log. Persistent in the
+            // file, so setting it on every open is a no-op after the first.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_optional(&pool)
+                .await?;
             sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         }
         Ok(Ledger { pool })

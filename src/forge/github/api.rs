@@ -43,6 +43,37 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// How long GitHub asks tollgate to wait, when this is a rate limit: a 403 or 429 with
+    /// `Retry-After` (secondary limits), or with `x-ratelimit-remaining: 0` and
+    /// `x-ratelimit-reset` (the primary budget is spent until then).
+    pub fn rate_limit_wait(&self, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+        let ApiError::Octocrab(octocrab::Error::GitHub { source, .. }) = self else {
+            return None;
+        };
+        if !matches!(source.status_code.as_u16(), 403 | 429) {
+            return None;
+        }
+        let headers = source.headers.as_ref()?;
+        let number = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let Some(seconds) = number("retry-after") {
+            return Some(Duration::from_secs(seconds));
+        }
+        if number("x-ratelimit-remaining") == Some(0) {
+            let reset = source.rate_limit_reset?;
+            let now = u64::try_from(now.timestamp()).unwrap_or(0);
+            // A second more: the reset time is rounded down.
+            return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+        }
+        None
+    }
+}
+
 /// octocrab's `Display` of an API error is just "GitHub"; say what GitHub answered.
 fn describe(error: &octocrab::Error) -> String {
     match error {

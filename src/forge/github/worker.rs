@@ -3,20 +3,24 @@
 //! burst of events for the same pull request collapses into one evaluation of its latest
 //! state (events only say *that* something changed; the facts are always read fresh).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use chrono::Utc;
 use tokio::sync::{Mutex, Notify, OnceCell};
 use tracing::Instrument as _;
 
 use super::api::{ApiError, FileAt, GithubApi, Identity};
-use super::facts::{Caches, Gatherer, PolicyAt, PullRequest};
+use super::facts::{Caches, GatherError, Gatherer, PolicyAt, PullRequest};
 use super::publish::{self, CheckReport, Conclusion};
-use crate::event::{Delivery, Event, InstallationId};
+use crate::config::JobSettings;
+use crate::event::{Delivery, Event, Forge, InstallationId};
+use crate::metrics::{EvaluationResult, Metrics};
 use crate::policy::evaluate;
+use crate::queue::{Claim, GroupCommit, JobQueue, NewJob};
 use crate::render::{self, Renderer};
-use crate::sink::{AcceptFuture, EventSink};
+use crate::sink::{AcceptFuture, EventSink, SinkError};
 
 /// A pull request to (re-)evaluate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -51,21 +55,64 @@ pub struct GithubWorker {
     queued: std::sync::Mutex<HashSet<(String, u64)>>,
     wake: Notify,
     /// Evaluations running (0 or 1).
-    busy: std::sync::atomic::AtomicUsize,
+    busy: AtomicUsize,
     /// tollgate's check run per (repository, head sha), once known: updates go straight to it.
-    runs: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+    runs: std::sync::Mutex<HashMap<(String, String), u64>>,
     /// The durable queue in the shared store; without it, jobs are queued in memory.
-    durable: Option<crate::queue::JobQueue>,
+    durable: Option<Durable>,
     /// This process's name as a lease holder.
     holder: String,
+    settings: JobSettings,
+    metrics: Metrics,
+    /// Set when the server drains: no new claims.
+    stopping: AtomicBool,
+    /// The claims being evaluated, by claim loop, to hand back if a drain runs out of time.
+    active: std::sync::Mutex<HashMap<usize, Claim>>,
 }
 
-/// How long a claimed change stays leased to this process before another may take it over.
-const LEASE_MS: i64 = 2 * 60 * 1000;
+/// The durable queue and the intake's group-commit writer on it.
+struct Durable {
+    queue: JobQueue,
+    intake: GroupCommit,
+}
+
+/// How the worker is set up.
+pub struct WorkerOptions {
+    /// Name of the check run / commit status.
+    pub check_name: String,
+    /// The org-wide policy for repositories without one.
+    pub default_policy: Option<Arc<crate::policy::Policy>>,
+    /// The ledger every decision is recorded in (absent only in tests of publishing alone).
+    pub audit: Option<Arc<crate::ledger::Audit>>,
+    /// The durable queue in the shared store; without it, jobs are queued in memory and lost
+    /// with the process.
+    pub durable: Option<JobQueue>,
+    /// Concurrency, lease and give-up bound of the durable queue.
+    pub jobs: JobSettings,
+    /// Where queue figures go.
+    pub metrics: Metrics,
+}
+
+impl WorkerOptions {
+    /// Defaults for a check named `check_name`: no default policy, no ledger, jobs in memory.
+    pub fn new(check_name: &str) -> WorkerOptions {
+        WorkerOptions {
+            check_name: check_name.to_owned(),
+            default_policy: None,
+            audit: None,
+            durable: None,
+            jobs: JobSettings::default(),
+            metrics: Metrics::new(),
+        }
+    }
+}
+
 /// How often an idle worker looks for jobs queued by other processes.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-/// Longest wait before a failed evaluation is tried again.
+/// Longest wait before a failed evaluation is tried again (a rate limit may ask for longer).
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
+/// Group-commit writers on PostgreSQL (SQLite has one writer at a time anyway).
+const POSTGRES_QUEUE_WRITERS: usize = 4;
 
 /// The queue key of a pull request.
 fn change_key(job: &Job) -> String {
@@ -73,57 +120,78 @@ fn change_key(job: &Job) -> String {
 }
 
 impl GithubWorker {
-    /// Creates the worker and starts its processing task.
-    pub fn start(
-        api: GithubApi,
-        check_name: String,
-        default_policy: Option<Arc<crate::policy::Policy>>,
-        audit: Option<Arc<crate::ledger::Audit>>,
-        durable: Option<crate::queue::JobQueue>,
-    ) -> Arc<GithubWorker> {
+    /// Creates the worker and starts its claim loops (`options.jobs.workers` of them on the
+    /// durable queue, none for an intake-only process; one on the in-memory queue).
+    pub fn start(api: GithubApi, options: WorkerOptions) -> Arc<GithubWorker> {
+        let durable = options.durable.map(|queue| {
+            let writers = if queue.is_postgres() {
+                POSTGRES_QUEUE_WRITERS
+            } else {
+                1
+            };
+            options.metrics.watch_queue(queue.clone());
+            Durable {
+                intake: GroupCommit::start(queue.clone(), writers, options.metrics.clone()),
+                queue,
+            }
+        });
+        let loops = match &durable {
+            Some(_) => options.jobs.workers,
+            None => 1,
+        };
         let worker = Arc::new(GithubWorker {
             api,
             identity: OnceCell::new(),
             caches: Caches::default(),
-            check_name,
-            default_policy,
-            audit,
+            check_name: options.check_name,
+            default_policy: options.default_policy,
+            audit: options.audit,
             queue: Mutex::new(VecDeque::new()),
             queued: std::sync::Mutex::new(HashSet::new()),
             wake: Notify::new(),
-            busy: std::sync::atomic::AtomicUsize::new(0),
-            runs: std::sync::Mutex::new(std::collections::HashMap::new()),
+            busy: AtomicUsize::new(0),
+            runs: std::sync::Mutex::new(HashMap::new()),
             durable,
             holder: uuid::Uuid::new_v4().to_string(),
+            settings: options.jobs,
+            metrics: options.metrics,
+            stopping: AtomicBool::new(false),
+            active: std::sync::Mutex::new(HashMap::new()),
         });
-        let runner = Arc::clone(&worker);
-        tokio::spawn(async move { runner.run().await });
+        for slot in 0..loops {
+            let runner = Arc::clone(&worker);
+            tokio::spawn(async move { runner.run(slot).await });
+        }
         worker
     }
 
-    /// Queues a pull request: durably when the queue is in the store (a redelivered delivery
-    /// is not queued twice), else in memory.
-    async fn enqueue(
-        &self,
-        job: Job,
-        delivery: Option<&str>,
-    ) -> Result<(), crate::sink::SinkError> {
-        let Some(queue) = &self.durable else {
-            self.enqueue_in_memory(job).await;
+    /// Queues the jobs of one delivery: durably when the queue is in the store (committed
+    /// before this returns, together with whatever else arrived meanwhile; a redelivered
+    /// delivery is not queued twice), else in memory.
+    async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
+        let Some(durable) = &self.durable else {
+            for job in jobs {
+                self.enqueue_in_memory(job).await;
+            }
             return Ok(());
         };
+        // A delivery without an id cannot be recognised when redelivered; it still is queued.
         let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let payload =
-            serde_json::to_string(&job).map_err(|e| crate::sink::SinkError(e.to_string()))?;
-        queue
-            .enqueue(
-                &delivery,
-                &change_key(&job),
-                &payload,
-                Utc::now().timestamp_millis(),
-            )
+        let mut new = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            new.push(NewJob {
+                delivery_id: delivery.clone(),
+                change_key: change_key(job),
+                payload: serde_json::to_string(job).map_err(|e| SinkError(e.to_string()))?,
+            });
+        }
+        durable
+            .intake
+            .submit(new)
             .await
-            .map_err(|e| crate::sink::SinkError(e.to_string()))?;
+            .map_err(|e| SinkError(e.to_string()))?;
+        // Wake every idle claim loop, and leave a permit for one that is about to wait.
+        self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(())
     }
@@ -150,16 +218,16 @@ impl GithubWorker {
         self.wake.notify_one();
     }
 
-    /// Waits until nothing is queued or running (for tests and graceful shutdown).
+    /// Waits until nothing is queued or running (for tests).
     pub async fn settle(&self) {
         loop {
             let durable_idle = match &self.durable {
-                Some(queue) => queue.depth().await.is_ok_and(|n| n == 0),
+                Some(durable) => durable.queue.depth().await.is_ok_and(|n| n == 0),
                 None => true,
             };
             let idle = durable_idle
                 && self.queue.lock().await.is_empty()
-                && self.busy.load(std::sync::atomic::Ordering::SeqCst) == 0;
+                && self.busy.load(Ordering::SeqCst) == 0;
             if idle {
                 return;
             }
@@ -167,68 +235,211 @@ impl GithubWorker {
         }
     }
 
-    async fn run(self: Arc<Self>) {
-        if let Some(queue) = self.durable.clone() {
-            return self.run_durable(queue).await;
+    /// Stops claiming work and waits up to `timeout` for the evaluations in flight. Those still
+    /// running then are handed back to the queue (no attempt counted), so another replica, or
+    /// this one after its restart, takes them at once instead of after the lease. Returns
+    /// whether everything in flight finished.
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        let finished = tokio::time::timeout(timeout, async {
+            while self.busy.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok();
+        if finished {
+            return true;
         }
-        self.run_in_memory().await
+        let claims: Vec<Claim> = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, claim)| claim)
+            .collect();
+        if let Some(durable) = &self.durable {
+            for claim in claims {
+                match durable.queue.hand_back(&claim).await {
+                    Ok(()) => {
+                        tracing::warn!(change = %claim.change_key, "drain timeout: handed an unfinished evaluation back to the queue")
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, change = %claim.change_key, "drain timeout: cannot hand an evaluation back; it is taken over when its lease ends")
+                    }
+                }
+            }
+        }
+        false
     }
 
-    /// Claims changes from the store's queue, one at a time, across processes.
-    async fn run_durable(self: Arc<Self>, queue: crate::queue::JobQueue) {
-        use std::sync::atomic::Ordering;
-        loop {
-            let claim = match queue
-                .claim(&self.holder, Utc::now().timestamp_millis(), LEASE_MS)
-                .await
-            {
-                Ok(Some(claim)) => claim,
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    async fn run(self: Arc<Self>, slot: usize) {
+        let queue = self.durable.as_ref().map(|d| d.queue.clone());
+        match queue {
+            Some(queue) => self.run_durable(queue, slot).await,
+            None => self.run_in_memory().await,
+        }
+    }
+
+    /// Claims changes from the store's queue, one at a time per loop, across processes.
+    async fn run_durable(self: Arc<Self>, queue: JobQueue, slot: usize) {
+        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 4);
+        while !self.stopping() {
+            // Counted busy before the claim, so `drain` and `settle` never miss a claim that
+            // is between the store and the evaluation.
+            self.busy.fetch_add(1, Ordering::SeqCst);
+            let claimed = queue
+                .claim(&self.holder, Utc::now().timestamp_millis(), lease_ms)
+                .await;
+            match claimed {
+                Ok(Some(claim)) => {
+                    self.active
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(slot, claim.clone());
+                    self.work(&queue, &claim, lease_ms).await;
+                    self.active
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&slot);
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
+                }
                 Ok(None) => {
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
                     let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
-                    continue;
                 }
                 Err(error) => {
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!(%error, "cannot read the job queue");
                     tokio::time::sleep(POLL_INTERVAL * 4).await;
-                    continue;
                 }
-            };
-            self.busy.fetch_add(1, Ordering::SeqCst);
-            // The claim's jobs coalesce into one evaluation of the change's latest state.
-            let jobs: Vec<Job> = claim
-                .jobs
-                .iter()
-                .filter_map(|j| serde_json::from_str(&j.payload).ok())
-                .collect();
-            let attempts = claim.jobs.iter().map(|j| j.attempts).max().unwrap_or(0);
-            let outcome = match jobs.last().cloned() {
-                Some(mut job) => {
-                    job.reset_first = jobs.iter().any(|j| j.reset_first);
-                    let span =
-                        tracing::info_span!("evaluate", repo = %job.repo, number = job.number);
-                    self.process(&job).instrument(span).await
-                }
-                None => Ok(()),
-            };
-            let settled = match outcome {
-                Ok(()) => queue.complete(&claim).await,
-                Err(error) => {
-                    let backoff = (1_000i64 << attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
-                    tracing::error!(%error, attempts, backoff_ms = backoff, "evaluation failed; will retry");
-                    let later = Utc::now().timestamp_millis() + backoff;
-                    queue.retry(&claim, &error.to_string(), later).await
-                }
-            };
-            if let Err(error) = settled {
-                tracing::error!(%error, "cannot update the job queue");
             }
-            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Evaluates a claimed change (its jobs coalesce into one evaluation of its latest state),
+    /// renewing the lease while it runs, then settles the claim: done, retried after a backoff,
+    /// or parked as failed once the change has kept failing past the give-up bound.
+    async fn work(&self, queue: &JobQueue, claim: &Claim, lease_ms: i64) {
+        let mut jobs = Vec::with_capacity(claim.jobs.len());
+        for queued in &claim.jobs {
+            match serde_json::from_str::<Job>(&queued.payload) {
+                Ok(job) => jobs.push(job),
+                Err(error) => {
+                    tracing::error!(%error, job = queued.id, "a queued job cannot be read; skipping it")
+                }
+            }
+        }
+        let outcome = match jobs.last().cloned() {
+            Some(mut job) => {
+                job.reset_first = jobs.iter().any(|j| j.reset_first);
+                let span = tracing::info_span!(
+                    "evaluate",
+                    repo = %job.repo,
+                    number = job.number,
+                    deliveries = claim.jobs.len()
+                );
+                let evaluation = self.process(&job).instrument(span);
+                self.renewing(queue, claim, lease_ms, evaluation).await
+            }
+            None => Ok(()),
+        };
+        let now = Utc::now().timestamp_millis();
+        let settled = match outcome {
+            Ok(()) => {
+                self.metrics.evaluation(EvaluationResult::Completed);
+                queue.complete(claim).await
+            }
+            Err(error) => {
+                let attempts = claim.attempts() + 1;
+                let failing_for_ms = now - claim.failing_since_ms().unwrap_or(now);
+                let give_up_ms =
+                    i64::try_from(self.settings.give_up_after.as_millis()).unwrap_or(i64::MAX);
+                if failing_for_ms >= give_up_ms {
+                    self.metrics.evaluation(EvaluationResult::GaveUp);
+                    tracing::error!(%error, attempts, change = %claim.change_key, "evaluation keeps failing; giving up (retry with `tollgate jobs retry`)");
+                    if let Some(job) = jobs.last() {
+                        self.report_gave_up(job, &error, attempts).await;
+                    }
+                    queue.give_up(claim, &error.to_string(), now).await
+                } else {
+                    self.metrics.evaluation(EvaluationResult::Retried);
+                    let backoff = retry_delay(attempts, &error, Utc::now());
+                    tracing::warn!(%error, attempts, backoff_ms = backoff, change = %claim.change_key, "evaluation failed; will retry");
+                    queue.retry(claim, &error.to_string(), now + backoff).await
+                }
+            }
+        };
+        if let Err(error) = settled {
+            // The lease runs out and the jobs are taken again: nothing is lost.
+            tracing::error!(%error, change = %claim.change_key, "cannot update the job queue");
+        }
+    }
+
+    /// Runs `evaluation` while renewing the claim's lease every third of its length.
+    async fn renewing<F>(
+        &self,
+        queue: &JobQueue,
+        claim: &Claim,
+        lease_ms: i64,
+        evaluation: F,
+    ) -> Result<(), ApiError>
+    where
+        F: std::future::Future<Output = Result<(), ApiError>>,
+    {
+        let period =
+            std::time::Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tokio::pin!(evaluation);
+        loop {
+            tokio::select! {
+                outcome = &mut evaluation => return outcome,
+                _ = ticks.tick() => {
+                    let until = Utc::now().timestamp_millis() + lease_ms;
+                    match queue.renew(claim, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(change = %claim.change_key, "lost the lease of a change being evaluated (this process stalled); another process may evaluate it too"),
+                        Err(error) => tracing::warn!(%error, change = %claim.change_key, "cannot renew a lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// After giving up, says so on the change's head (best effort: GitHub may still be down,
+    /// and then the last published result, never a green one for failed facts, stays).
+    async fn report_gave_up(&self, job: &Job, error: &ApiError, attempts: i64) {
+        let published = async {
+            let identity = self.identity().await?.clone();
+            let client = self.api.client(job.installation)?;
+            let gatherer = Gatherer {
+                client: &client,
+                repo: &job.repo,
+                caches: &self.caches,
+            };
+            let pr = gatherer.pull_request(job.number).await?;
+            let report = gave_up(
+                &pr,
+                &error.to_string(),
+                attempts,
+                self.settings.give_up_after,
+            );
+            self.publish(&client, &job.repo, &identity, &pr.head.sha, &report)
+                .await
+        }
+        .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, repo = %job.repo, number = job.number, "cannot report giving up on the change");
         }
     }
 
     async fn run_in_memory(self: Arc<Self>) {
-        use std::sync::atomic::Ordering;
-        loop {
+        while !self.stopping() {
             let job = {
                 let mut queue = self.queue.lock().await;
                 let job = queue.pop_front();
@@ -344,6 +555,9 @@ impl GithubWorker {
             .await
         {
             Ok(gathered) => gathered,
+            // GitHub failed: `process` reports it on the head, and the job is tried again.
+            Err(GatherError::Api(error)) => return Err(error),
+            // The change is beyond what tollgate can judge: that is the result.
             Err(error) => {
                 let report = could_not_evaluate(pr, &error.to_string());
                 return self.publish(client, repo, identity, sha, &report).await;
@@ -553,9 +767,45 @@ fn could_not_evaluate(pr: &PullRequest, error: &str) -> CheckReport {
     CheckReport {
         conclusion: Some(Conclusion::Failure),
         title: "tollgate could not evaluate this change".to_owned(),
-        summary: format!("{error}\n\nComment `/tollgate recheck` to try again."),
+        summary: format!(
+            "{error}\n\nWhen GitHub failed, tollgate tries again on its own; comment `/tollgate recheck` to try again now."
+        ),
         annotations: Vec::new(),
         details_url: pr.html_url.clone(),
+    }
+}
+
+fn gave_up(
+    pr: &PullRequest,
+    error: &str,
+    attempts: i64,
+    after: std::time::Duration,
+) -> CheckReport {
+    CheckReport {
+        conclusion: Some(Conclusion::Failure),
+        title: "tollgate gave up evaluating this change".to_owned(),
+        summary: format!(
+            "tollgate tried {attempts} times over {} minutes and stopped; the last error was:\n\n```text\n{error}\n```\n\n\
+             Comment `/tollgate recheck` to try again, or an operator can run `tollgate jobs retry`.",
+            after.as_secs() / 60
+        ),
+        annotations: Vec::new(),
+        details_url: pr.html_url.clone(),
+    }
+}
+
+/// How long to wait before trying a failed change again: exponential from 1 s to 5 min with
+/// jitter (half to all of it, so replicas that failed together do not retry together), and
+/// never before GitHub's rate limit says (`Retry-After`, or `x-ratelimit-reset` when the
+/// budget is spent).
+fn retry_delay(attempts: i64, error: &ApiError, now: chrono::DateTime<Utc>) -> i64 {
+    use rand_core::RngCore as _;
+    let ceiling = (1_000i64 << (attempts - 1).clamp(0, 20)).min(MAX_BACKOFF_MS);
+    let jitter = i64::from(rand_core::OsRng.next_u32()) % (ceiling / 2 + 1);
+    let backoff = ceiling / 2 + jitter;
+    match error.rate_limit_wait(now) {
+        Some(wait) => backoff.max(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
+        None => backoff,
     }
 }
 
@@ -590,7 +840,7 @@ impl GithubWorker {
                         reset_first: false,
                         delivery: None,
                     };
-                    if let Err(error) = self.enqueue(job, None).await {
+                    if let Err(error) = self.enqueue(vec![job], None).await {
                         tracing::error!(%error, "cannot queue a re-requested check");
                     }
                 }
@@ -608,10 +858,13 @@ pub struct GithubSink(pub Arc<GithubWorker>);
 impl EventSink for GithubSink {
     fn accept(&self, delivery: Delivery) -> AcceptFuture<'_> {
         Box::pin(async move {
-            let id = delivery.id.as_ref().map(|d| d.as_str());
-            for job in self.0.jobs_for(&delivery) {
-                self.0.enqueue(job, id).await?;
+            if delivery.forge != Forge::GitHub {
+                // Only GitHub changes are evaluated by this worker.
+                tracing::info!(forge = %delivery.forge, "not evaluated: this build publishes to GitHub only");
+                return Ok(());
             }
+            let id = delivery.id.as_ref().map(|d| d.as_str());
+            self.0.enqueue(self.0.jobs_for(&delivery), id).await?;
             if let Event::CheckRerequested(request) = &delivery.event
                 && request.changes.is_empty()
             {
