@@ -323,6 +323,7 @@ impl FakeGitHub {
             requests: Vec::new(),
             violations: Vec::new(),
             injections: Vec::new(),
+            latency: std::time::Duration::ZERO,
         }));
         let spec = load_spec();
         Mock::given(any())
@@ -720,6 +721,12 @@ impl FakeGitHub {
 
     // --- failure injection -------------------------------------------------------------------
 
+    /// Delays every answer by `latency` (slow GitHub: evaluations take a while, so a test can
+    /// act while they are in flight).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.lock().latency = latency;
+    }
+
     /// Answers the next `times` requests whose method is `method` (or `*`) and whose path
     /// starts with `path_prefix` with `status` instead of serving them (nothing changes).
     /// `retry_after` adds a `Retry-After` header (seconds); a 403 or 429 without it looks like
@@ -796,6 +803,8 @@ struct State {
     requests: Vec<RecordedRequest>,
     violations: Vec<String>,
     injections: Vec<Injection>,
+    /// Added to every answer (the state change happens at once; the answer comes later).
+    latency: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -1346,7 +1355,9 @@ impl Respond for Responder {
         let reply = conditional(&incoming, reply);
         state.requests.push(incoming.record(reply.status));
         let used = state.requests.iter().filter(|r| r.status != 304).count();
-        with_rate_limit_headers(reply, used).into_template()
+        with_rate_limit_headers(reply, used)
+            .into_template()
+            .set_delay(state.latency)
     }
 }
 

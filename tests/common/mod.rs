@@ -143,3 +143,4 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
     files
 }
 pub mod fake_github;
+pub mod serve;
