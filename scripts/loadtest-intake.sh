@@ -1,44 +1,91 @@
 #!/usr/bin/env bash
-# Intake load test: valid signed `pull_request` deliveries (~28 KB, GitHub's own example) to the
-# real `tollgate serve` (dry-run) and to a bare axum handler that only reads the body, measured
-# side by side in one run on loopback. Usage: scripts/loadtest-intake.sh [SECONDS] [CONCURRENCY]
+# Intake load test: valid signed `pull_request` deliveries (~28 KB, GitHub's own example, a new
+# delivery id each) to the real `tollgate serve` and to a bare axum handler that only reads the
+# body, measured side by side in one run on loopback:
+#   bare      the baseline handler
+#   dry-run   tollgate without credentials (verifies, parses, logs; writes nothing)
+#   sqlite    tollgate with the durable queue on SQLite (answers 202 after the commit)
+#   postgres  the same on PostgreSQL (TOLLGATE_LOADTEST_POSTGRES_URL, default the local server;
+#             a scratch database is created and dropped)
+# The durable servers run intake only (TOLLGATE_WORKERS=0): this measures the write path a
+# webhook waits for, not evaluations. Each target gets a closed-loop run (CONCURRENCY clients:
+# the most it sustains) and an open-loop run at RATE/s (p99 at a steady rate).
+#
+# Usage: scripts/loadtest-intake.sh [SECONDS] [CONCURRENCY] [RATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 concurrency="${2:-16}"
+rate="${3:-500}"
 fixtures="${TOLLGATE_EXTERNAL_FIXTURES:-$(cd .. && pwd)/shared/fixtures/external}"
 payload="$fixtures/github/pull_request/opened.payload.json"
+pg_admin="${TOLLGATE_LOADTEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 secret="loadtest-secret"
-tollgate_addr=127.0.0.1:18089
-bare_addr=127.0.0.1:18090
+declare -A addr=([bare]=127.0.0.1:18090 [dry-run]=127.0.0.1:18089 [sqlite]=127.0.0.1:18091 [postgres]=127.0.0.1:18092)
 
-for addr in $tollgate_addr $bare_addr; do
-  if curl -s -o /dev/null "http://$addr/"; then
-    echo "something already listens on $addr; stop it first" >&2
+for a in "${addr[@]}"; do
+  if curl -s -o /dev/null "http://$a/"; then
+    echo "something already listens on $a; stop it first" >&2
     exit 1
   fi
 done
 cargo build --release --locked --bin tollgate --example loadtest
 work="$(mktemp -d)"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+pg_db="tollgate_loadtest_$$"
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bin="$PWD/target/release/tollgate"
 
-(cd "$work" && TOLLGATE_LISTEN=$tollgate_addr TOLLGATE_GITHUB_WEBHOOK_SECRET=$secret \
-  exec "$OLDPWD/target/release/tollgate" serve 2>"$work/tollgate.log") &
-target/release/examples/loadtest bare $bare_addr 2>/dev/null &
-for _ in $(seq 1 50); do
-  curl -fs "http://$tollgate_addr/healthz" >/dev/null && break; sleep 0.1
+serve() { # name, extra env...
+  local name="$1"; shift
+  mkdir -p "$work/$name"
+  (cd "$work/$name" && exec env TOLLGATE_LISTEN="${addr[$name]}" TOLLGATE_GITHUB_WEBHOOK_SECRET=$secret "$@" \
+    "$bin" serve 2>"$work/$name.log") &
+}
+durable=(TOLLGATE_GITHUB_TOKEN=loadtest-unused TOLLGATE_GITHUB_API_URL=http://127.0.0.1:9 TOLLGATE_WORKERS=0)
+
+target/release/examples/loadtest bare "${addr[bare]}" 2>/dev/null &
+serve dry-run
+serve sqlite "${durable[@]}"
+targets=(bare dry-run sqlite)
+if psql -q "$pg_admin" -c "CREATE DATABASE $pg_db" >/dev/null 2>&1; then
+  "$bin" keygen --out "$work/keys" >/dev/null
+  serve postgres "${durable[@]}" TOLLGATE_DATABASE_URL="${pg_admin%/*}/$pg_db" \
+    TOLLGATE_SIGNING_KEY_FILE="$work/keys/tollgate-signing.key"
+  targets+=(postgres)
+else
+  echo "PostgreSQL at $pg_admin not reachable: skipping the postgres target" >&2
+fi
+for t in "${targets[@]}"; do
+  for _ in $(seq 1 100); do
+    [ "$t" = bare ] && break
+    curl -fs "http://${addr[$t]}/healthz" >/dev/null && break; sleep 0.1
+  done
 done
 sleep 0.5
 
-drive() {
-  target/release/examples/loadtest drive "http://$1/webhooks/github" \
-    --secret "$secret" --payload "$payload" --concurrency "$concurrency" --seconds "$2"
+drive() { # target, extra flags...
+  local t="$1"; shift
+  target/release/examples/loadtest drive "http://${addr[$t]}/webhooks/github" \
+    --secret "$secret" --payload "$payload" --label "$t" "$@"
 }
-# Warm up both, then alternate measured runs so neither gets the quieter machine.
-drive $tollgate_addr 2 >/dev/null; drive $bare_addr 2 >/dev/null
+# Warm up every target, then alternate measured runs so none gets the quieter machine.
+for t in "${targets[@]}"; do drive "$t" --seconds 2 >/dev/null; done
 for round in 1 2; do
-  echo "round $round"
-  echo -n "  tollgate: "; drive $tollgate_addr "$seconds"
-  echo -n "  bare:     "; drive $bare_addr "$seconds"
+  echo "round $round: closed loop, $concurrency clients, ${seconds}s each"
+  for t in "${targets[@]}"; do drive "$t" --concurrency "$concurrency" --seconds "$seconds"; done
 done
-echo "dry-run lines logged by tollgate: $(grep -c 'dry-run' "$work/tollgate.log")"
+echo "open loop, $rate/s, ${seconds}s each"
+for t in "${targets[@]}"; do drive "$t" --rate "$rate" --seconds "$seconds"; done
+
+# What the durable targets hold must be what they acknowledged.
+for t in sqlite postgres; do
+  [ -f "$work/$t.log" ] || continue
+  curl -fs "http://${addr[$t]}/metrics" | grep -E '^tollgate_queue_(jobs|commit_batch_deliveries_(sum|count))' \
+    | sed "s/^/  $t: /" || true
+done

@@ -709,6 +709,36 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_secs(30));
         assert_eq!(config.mode(), Mode::DryRun);
         assert!(config.github.webhook_secrets.is_empty());
+        assert_eq!(config.jobs, JobSettings::default());
+        assert_eq!(config.jobs.workers, 4);
+        assert_eq!(config.jobs.lease, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn job_settings_come_from_the_file_and_the_environment() {
+        let config = load(
+            "workers = 0
+job_lease_secs = 5
+",
+            &[("TOLLGATE_JOB_GIVE_UP_SECS", "60")],
+        )
+        .unwrap();
+        assert_eq!(
+            config.jobs,
+            JobSettings {
+                workers: 0,
+                lease: Duration::from_secs(5),
+                give_up_after: Duration::from_secs(60),
+            }
+        );
+        let error = load("", &[("TOLLGATE_JOB_LEASE_SECS", "0")]).unwrap_err();
+        assert!(
+            error.to_string().contains("TOLLGATE_JOB_LEASE_SECS"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("at least 1"), "{error}");
+        let error = load("", &[("TOLLGATE_WORKERS", "many")]).unwrap_err();
+        assert!(error.to_string().contains("whole number"), "{error}");
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl JobQueue {
         JobQueue { pool }
     }
 
+    /// The store's pool (for operator commands and tests).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// Whether the store is PostgreSQL (several writers help there; SQLite has one).
     pub fn is_postgres(&self) -> bool {
         self.pool
@@ -155,31 +160,47 @@ impl JobQueue {
         Ok(self.enqueue_batch(&[job], now_ms).await?[0])
     }
 
-    /// Queues several jobs in one transaction (one commit, one disk flush), which is what makes
-    /// group commit at intake cheap. Returns, per job, whether it was new (`false`: a
-    /// redelivery, acknowledged and not queued twice).
+    /// Queues several jobs in one statement (one round trip, one commit, one disk flush),
+    /// which is what makes group commit at intake cheap. Returns, per job, whether it was new
+    /// (`false`: a redelivery, or a repeat within `jobs`; acknowledged, not queued twice).
     pub async fn enqueue_batch(
         &self,
         jobs: &[NewJob],
         now_ms: i64,
     ) -> Result<Vec<bool>, QueueError> {
-        let mut tx = self.pool.begin().await?;
-        let mut fresh = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let done = sqlx::query(
-                "INSERT INTO jobs (delivery_id, change_key, payload, state, attempts, available_ms, created_ms) \
-                 VALUES ($1, $2, $3, 'queued', 0, $4, $4) ON CONFLICT (delivery_id, change_key) DO NOTHING",
-            )
-            .bind(&job.delivery_id)
-            .bind(&job.change_key)
-            .bind(&job.payload)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-            fresh.push(done.rows_affected() == 1);
+        if jobs.is_empty() {
+            return Ok(Vec::new());
         }
-        tx.commit().await?;
-        Ok(fresh)
+        let values = (0..jobs.len())
+            .map(|i| {
+                let p = 3 * i + 2;
+                format!("(${p}, ${}, ${}, 'queued', 0, $1, $1)", p + 1, p + 2)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO jobs (delivery_id, change_key, payload, state, attempts, available_ms, created_ms) \
+             VALUES {values} ON CONFLICT (delivery_id, change_key) DO NOTHING RETURNING delivery_id, change_key"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
+        for job in jobs {
+            query = query
+                .bind(&job.delivery_id)
+                .bind(&job.change_key)
+                .bind(&job.payload);
+        }
+        let mut inserted = std::collections::HashSet::new();
+        for row in query.fetch_all(&self.pool).await? {
+            inserted.insert((
+                row.try_get::<String, _>("delivery_id")?,
+                row.try_get::<String, _>("change_key")?,
+            ));
+        }
+        // The first of repeated (delivery, change) pairs is the one that was written.
+        Ok(jobs
+            .iter()
+            .map(|job| inserted.remove(&(job.delivery_id.clone(), job.change_key.clone())))
+            .collect())
     }
 
     /// Claims the change whose oldest ready job is oldest and that nobody holds, with its ready

@@ -91,7 +91,7 @@ async fn write_batches(queue: JobQueue, rx: Arc<Mutex<mpsc::Receiver<Pending>>>,
     }
 }
 
-/// Writes a batch in one transaction; if that fails, each submission on its own, so one bad
+/// Writes a batch in one statement; if that fails, each submission on its own, so one bad
 /// submission cannot fail the others.
 async fn write(queue: &JobQueue, batch: Vec<Pending>) {
     let now = chrono::Utc::now().timestamp_millis();

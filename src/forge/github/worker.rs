@@ -66,6 +66,8 @@ pub struct GithubWorker {
     metrics: Metrics,
     /// Set when the server drains: no new claims.
     stopping: AtomicBool,
+    /// Set when a drain ran out of time: a claim that lands now is handed straight back.
+    drain_expired: AtomicBool,
     /// The claims being evaluated, by claim loop, to hand back if a drain runs out of time.
     active: std::sync::Mutex<HashMap<usize, Claim>>,
 }
@@ -156,6 +158,7 @@ impl GithubWorker {
             settings: options.jobs,
             metrics: options.metrics,
             stopping: AtomicBool::new(false),
+            drain_expired: AtomicBool::new(false),
             active: std::sync::Mutex::new(HashMap::new()),
         });
         for slot in 0..loops {
@@ -252,6 +255,7 @@ impl GithubWorker {
         if finished {
             return true;
         }
+        self.drain_expired.store(true, Ordering::SeqCst);
         let claims: Vec<Claim> = self
             .active
             .lock()
@@ -297,6 +301,13 @@ impl GithubWorker {
                 .claim(&self.holder, Utc::now().timestamp_millis(), lease_ms)
                 .await;
             match claimed {
+                Ok(Some(claim)) if self.drain_expired.load(Ordering::SeqCst) => {
+                    // Claimed while a timed-out drain handed the rest back: hand it back too.
+                    if let Err(error) = queue.hand_back(&claim).await {
+                        tracing::error!(%error, change = %claim.change_key, "cannot hand a claim back; it is taken over when its lease ends");
+                    }
+                    self.busy.fetch_sub(1, Ordering::SeqCst);
+                }
                 Ok(Some(claim)) => {
                     self.active
                         .lock()
