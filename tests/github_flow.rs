@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use chrono::TimeDelta;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use tollgate::config::JobSettings;
 use tollgate::forge::github::api::{Auth, GithubApi};
 use tollgate::forge::github::worker::{GithubSink, GithubWorker, WorkerOptions};
 use tollgate::intake::{IntakeSecrets, IntakeState};
@@ -53,6 +54,16 @@ impl Tester {
     }
 
     async fn with_default_policy(app_mode: bool, default_policy: Option<&str>) -> Tester {
+        Tester::build(app_mode, default_policy, JobSettings::default()).await
+    }
+
+    /// App mode with the durable queue worked as `jobs` says (short give-up bounds, or an
+    /// intake-only process with `workers: 0`).
+    async fn with_jobs(jobs: JobSettings) -> Tester {
+        Tester::build(true, None, jobs).await
+    }
+
+    async fn build(app_mode: bool, default_policy: Option<&str>, jobs: JobSettings) -> Tester {
         let fake = FakeGitHub::start().await;
         let auth = if app_mode {
             fake.set_app("tollgate-test", 4242);
@@ -86,6 +97,7 @@ impl Tester {
                 audit: Some(audit.clone()),
                 durable: Some(tollgate::queue::JobQueue::new(audit.ledger.pool().clone())),
                 metrics: metrics.clone(),
+                jobs,
                 ..WorkerOptions::new(CHECK)
             },
         );
@@ -212,6 +224,15 @@ impl Tester {
 
     /// Sends a delivery with a given `X-GitHub-Delivery` (GitHub reuses it on redelivery).
     async fn deliver_as(&self, event: &str, payload: &Value, delivery_id: &str) {
+        self.send_as(event, payload, delivery_id).await;
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.worker.settle())
+            .await
+            .expect("the worker settles");
+    }
+
+    /// Sends a delivery and returns once intake accepted it (queued), without waiting for
+    /// the worker.
+    async fn send_as(&self, event: &str, payload: &Value, delivery_id: &str) {
         let request = common::github_request(
             event,
             delivery_id,
@@ -220,9 +241,6 @@ impl Tester {
         );
         let (status, body) = self.app.send(request).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        tokio::time::timeout(std::time::Duration::from_secs(20), self.worker.settle())
-            .await
-            .expect("the worker settles");
     }
 
     async fn review(&self, reviewer: &str, state: &str, commit: &str) {
@@ -1013,4 +1031,452 @@ async fn a_redelivered_delivery_is_acknowledged_and_evaluated_once() {
         "one evaluation for one delivery, however often it arrives"
     );
     assert_eq!(t.sticky_comments().len(), 1);
+}
+
+// --- The durable queue under faults ------------------------------------------------------------
+
+/// The fraud PR's files and the four reviewers who hold its roles.
+const SIGN_OFFS: [&str; 4] = ["dana", "rita", "omar", "lena"];
+
+/// The head sha of PR `number` in the tests that open several.
+fn head_of(number: u64) -> String {
+    format!("head{}", number.to_string().repeat(36))
+}
+
+impl Tester {
+    /// Opens the fraud PR as `number` (its own head branch and head), approved on its head by
+    /// `approvers`.
+    fn open_fraud_pr_numbered(&self, number: u64, approvers: &[&str]) {
+        let head = head_of(number);
+        self.fake.open_pr(
+            REPO,
+            PrSpec {
+                number,
+                author: "alice".to_owned(),
+                title: "Fraud model v2".to_owned(),
+                body: BODY.to_owned(),
+                base_sha: BASE.to_owned(),
+                head_ref: format!("feature-{number}"),
+                commits: vec![CommitSpec::new(
+                    &head,
+                    "alice",
+                    vec![
+                        FileChange::added("models/fraud/v2/model.onnx", "weights"),
+                        FileChange::modified("models/fraud/MODEL_CARD.md", CARD),
+                        FileChange::added("reports/validation/fraud-v2.html", "<html>ok</html>"),
+                        FileChange::added("reports/risk/fraud-v2.md", "# Risk\nLow.\n"),
+                        FileChange::modified("eval/metrics.json", r#"{"auc": 0.93}"#),
+                    ],
+                )],
+                ..PrSpec::default()
+            },
+        );
+        for reviewer in approvers {
+            self.fake
+                .add_review(REPO, number, reviewer, "APPROVED", &head, self.fake.now());
+        }
+    }
+
+    fn pr_payload_for(&self, number: u64, action: &str) -> Value {
+        let mut payload = self.pr_payload(action, &head_of(number));
+        payload["number"] = number.into();
+        payload["pull_request"]["number"] = number.into();
+        payload["pull_request"]["head"]["ref"] = format!("feature-{number}").into();
+        payload
+    }
+
+    /// Sends a delivery with a fresh id without waiting for the worker.
+    async fn send(&self, event: &str, payload: &Value) {
+        let n = self
+            .delivery
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.send_as(event, payload, &format!("d-{n}")).await;
+    }
+
+    async fn settle(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.worker.settle())
+            .await
+            .expect("the worker settles");
+    }
+
+    /// Waits for the worker like [`Tester::settle`], noting meanwhile when each request to
+    /// the fake was first seen (every 5 ms), so gaps between requests can be measured.
+    async fn settle_noting_request_times(&self) -> Vec<std::time::Instant> {
+        let mut seen = Vec::new();
+        let settle = tokio::time::timeout(std::time::Duration::from_secs(30), self.worker.settle());
+        tokio::pin!(settle);
+        loop {
+            let count = self.fake.requests().len();
+            while seen.len() < count {
+                seen.push(std::time::Instant::now());
+            }
+            tokio::select! {
+                settled = &mut settle => {
+                    settled.expect("the worker settles");
+                    break;
+                }
+                () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+            }
+        }
+        let count = self.fake.requests().len();
+        while seen.len() < count {
+            seen.push(std::time::Instant::now());
+        }
+        seen
+    }
+
+    fn queue(&self) -> tollgate::queue::JobQueue {
+        tollgate::queue::JobQueue::new(self.audit.ledger.pool().clone())
+    }
+
+    fn sticky_comments_on(&self, number: u64) -> Vec<common::fake_github::CommentView> {
+        self.fake
+            .comments(REPO, number)
+            .into_iter()
+            .filter(|c| c.body.contains(COMMENT_MARKER))
+            .collect()
+    }
+
+    /// A value of the Prometheus text rendering (`name{labels}` as written there).
+    fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.app.metrics.render(), series)
+    }
+}
+
+/// The value of `series` (`name` or `name{labels}`, exactly as rendered) in a Prometheus text
+/// rendering.
+fn metric_value(rendered: &str, series: &str) -> Option<f64> {
+    rendered.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
+fn never_success(run: &CheckRunView) -> bool {
+    run.history
+        .iter()
+        .all(|(_, conclusion)| conclusion.as_deref() != Some("success"))
+}
+
+/// Three PRs (#7 without sign-offs, #8 with one of four, #9 with all four) evaluated together
+/// while GitHub answers 500 to writes of check runs and comments and 403 with `Retry-After` to
+/// reads: every PR ends with its right result and one sticky comment, the PRs lacking sign-offs
+/// never showed a pass on the way, the failures were retried, and a retry after a
+/// `Retry-After` came no sooner than it asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn faults_500_then_403_retry_after_are_retried_and_never_pass_without_sign_offs() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr_numbered(7, &[]);
+    t.open_fraud_pr_numbered(8, &SIGN_OFFS[..1]);
+    t.open_fraud_pr_numbered(9, &SIGN_OFFS);
+    let fake = &t.fake;
+    // Writes: the first two check-run creations, the first check-run update and #7's first
+    // comment fail with 500 (GitHub changes nothing). Whichever PR meets them is retried (#9,
+    // evaluated first, usually meets the check-run ones).
+    fake.fail_next("POST", "/repos/acme/fraud-model/check-runs", 500, 2, None);
+    fake.fail_next("PATCH", "/repos/acme/fraud-model/check-runs/", 500, 1, None);
+    fake.fail_next(
+        "POST",
+        "/repos/acme/fraud-model/issues/7/comments",
+        500,
+        1,
+        None,
+    );
+    // Reads: a secondary rate limit on #8's very first request (wait 2 s, longer than the
+    // first backoff of at most 1 s) and on #7's reviews (wait 1 s).
+    fake.fail_next("GET", "/repos/acme/fraud-model/pulls/8", 403, 1, Some(2));
+    fake.fail_next(
+        "GET",
+        "/repos/acme/fraud-model/pulls/7/reviews",
+        403,
+        1,
+        Some(1),
+    );
+    let started = std::time::Instant::now();
+    for number in [7, 8, 9] {
+        t.send("pull_request", &t.pr_payload_for(number, "opened"))
+            .await;
+    }
+    let seen = t.settle_noting_request_times().await;
+    println!("settled after {:?}", started.elapsed());
+
+    let requests = t.fake.requests();
+    let served = |status: u16| requests.iter().filter(|r| r.status == status).count();
+    assert_eq!(
+        (served(500), served(403)),
+        (4, 2),
+        "every injected fault was met"
+    );
+
+    // Every PR got its final result and exactly one sticky comment.
+    for (number, conclusion, title) in [
+        (7, "action_required", "High risk — 0 of 4 sign-offs"),
+        (8, "action_required", "High risk — 1 of 4 sign-offs"),
+        (9, "success", "High risk — passed"),
+    ] {
+        let run = t.check(&head_of(number));
+        assert_eq!(
+            (run.conclusion.as_deref(), run.title.as_deref()),
+            (Some(conclusion), Some(title)),
+            "#{number}: {run:#?}"
+        );
+        assert_eq!(t.sticky_comments_on(number).len(), 1, "#{number}");
+    }
+    // Those lacking sign-offs never passed, not even for a moment.
+    for number in [7, 8] {
+        let run = t.check(&head_of(number));
+        assert!(never_success(&run), "#{number}: {:?}", run.history);
+    }
+
+    // The failures were retried by the queue, not dropped.
+    let jobs = t.queue().list(true, 10).await.unwrap();
+    assert_eq!(jobs.len(), 3, "{jobs:#?}");
+    for job in &jobs {
+        assert_eq!(job.state, "done", "{jobs:#?}");
+        // #7 met a 403 and its comment's 500, #8 a 403 (and #9 whatever write failed first).
+        if !job.change_key.ends_with("#9") {
+            assert!(job.attempts > 0, "{jobs:#?}");
+        }
+    }
+    let retried = t
+        .metric(r#"tollgate_queue_evaluations_total{result="retried"}"#)
+        .unwrap_or(0.0);
+    assert!(retried >= 3.0, "{retried} retries");
+    assert_eq!(
+        t.metric(r#"tollgate_queue_evaluations_total{result="completed"}"#),
+        Some(3.0)
+    );
+
+    // A retry after `Retry-After` waited at least that long: the gap between the 403 and the
+    // change's next read of its pull request.
+    let gap_after = |refused_path: &str, next_path: &str| {
+        let refused = requests
+            .iter()
+            .position(|r| r.status == 403 && r.path == refused_path)
+            .unwrap_or_else(|| panic!("no 403 for {refused_path}"));
+        let next = (refused + 1..requests.len())
+            .find(|&i| requests[i].method == "GET" && requests[i].path == next_path)
+            .unwrap_or_else(|| panic!("{next_path} never read again"));
+        seen[next] - seen[refused]
+    };
+    let waited_8 = gap_after(
+        "/repos/acme/fraud-model/pulls/8",
+        "/repos/acme/fraud-model/pulls/8",
+    );
+    assert!(
+        waited_8 >= std::time::Duration::from_millis(1_950),
+        "#8 retried {waited_8:?} after a 403 asking to wait 2 s"
+    );
+    let waited_7 = gap_after(
+        "/repos/acme/fraud-model/pulls/7/reviews",
+        "/repos/acme/fraud-model/pulls/7",
+    );
+    assert!(
+        waited_7 >= std::time::Duration::from_millis(950),
+        "#7 retried {waited_7:?} after a 403 asking to wait 1 s"
+    );
+    t.fake.assert_requests_match_openapi();
+}
+
+/// A change whose facts cannot be read keeps failing; past `give_up_after` its job is parked as
+/// `failed`, the check says tollgate gave up (a failure, never a pass), nothing retries it on
+/// its own, and once GitHub answers again `tollgate jobs retry` (`retry_now`) evaluates it.
+#[tokio::test]
+async fn a_change_that_keeps_failing_is_given_up_and_kept_for_jobs_retry() {
+    let t = Tester::with_jobs(JobSettings {
+        give_up_after: std::time::Duration::from_secs(1),
+        ..JobSettings::default()
+    })
+    .await;
+    t.open_fraud_pr();
+    for reviewer in SIGN_OFFS {
+        t.fake
+            .add_review(REPO, 7, reviewer, "APPROVED", HEAD1, t.fake.now());
+    }
+    const FAULTS: usize = 40;
+    const REVIEWS: &str = "/repos/acme/fraud-model/pulls/7/reviews";
+    t.fake.fail_next("GET", REVIEWS, 502, FAULTS, None);
+    // Settles once the job is parked (failed jobs are not waited for).
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+
+    let queue = t.queue();
+    let jobs = queue.list(true, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].state, "failed", "{jobs:#?}");
+    assert!(jobs[0].attempts >= 2, "{jobs:#?}");
+    assert!(
+        jobs[0].last_error.as_deref().unwrap_or("").contains("502"),
+        "{jobs:#?}"
+    );
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    let run = t.check(HEAD1);
+    assert_eq!(
+        (run.conclusion.as_deref(), run.title.as_deref()),
+        (
+            Some("failure"),
+            Some("tollgate gave up evaluating this change")
+        ),
+        "{run:#?}"
+    );
+    assert!(never_success(&run), "{:?}", run.history);
+    assert_eq!(
+        t.metric(r#"tollgate_queue_evaluations_total{result="gave_up"}"#),
+        Some(1.0)
+    );
+
+    // Parked means parked: a few claim polls later, nobody has tried again.
+    let reads = |t: &Tester| {
+        t.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == REVIEWS)
+            .count()
+    };
+    let before = reads(&t);
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(reads(&t), before, "a failed job is not retried on its own");
+    assert_eq!(queue.list(true, 10).await.unwrap()[0].state, "failed");
+
+    // GitHub recovers (the rest of the injected faults are used up here).
+    let http = reqwest::Client::new();
+    let mut drained = 0;
+    loop {
+        let status = http
+            .get(format!("{}{REVIEWS}", t.fake.url()))
+            .header("user-agent", "tollgate-test")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status != 502 {
+            break;
+        }
+        drained += 1;
+        assert!(drained <= FAULTS, "the fault never cleared");
+    }
+
+    // The operator's `tollgate jobs retry`: the job runs again, now to its right result.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(queue.retry_now(None, now).await.unwrap(), 1);
+    t.settle().await;
+    let jobs = queue.list(true, 10).await.unwrap();
+    assert_eq!(jobs[0].state, "done", "{jobs:#?}");
+    let run = t.check(HEAD1);
+    assert_eq!(
+        (run.conclusion.as_deref(), run.title.as_deref()),
+        (Some("success"), Some("High risk — passed")),
+        "{run:#?}"
+    );
+    let conclusions: Vec<&str> = run
+        .history
+        .iter()
+        .filter_map(|(_, c)| c.as_deref())
+        .collect();
+    assert_eq!(conclusions.last(), Some(&"success"));
+    assert!(
+        !conclusions[..conclusions.len() - 1].contains(&"success"),
+        "{conclusions:?}"
+    );
+    assert_eq!(t.sticky_comments().len(), 1);
+}
+
+/// A 403 with `x-ratelimit-remaining: 0` and no `Retry-After` means the primary budget is spent
+/// until `x-ratelimit-reset` (60 s ahead here): the job waits for it instead of retrying after
+/// its one-second backoff.
+#[tokio::test]
+async fn a_spent_rate_limit_is_waited_out_until_its_reset() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    const PULL: &str = "/repos/acme/fraud-model/pulls/7";
+    t.fake.fail_next("GET", PULL, 403, 1, None);
+    t.send("pull_request", &t.pr_payload("opened", HEAD1)).await;
+
+    let queue = t.queue();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let job = loop {
+        let jobs = queue.list(true, 10).await.unwrap();
+        if let Some(job) = jobs.iter().find(|j| j.state == "queued" && j.attempts == 1) {
+            break job.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure was never settled: {jobs:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!(
+        job.available_ms >= now + 50_000,
+        "retry at {} ms from now, before the rate limit resets",
+        job.available_ms - now
+    );
+    assert!(
+        job.last_error.as_deref().unwrap_or("").contains("403"),
+        "{job:?}"
+    );
+    // Longer than the first backoff (at most 1 s): still not tried again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let reads = || {
+        t.fake
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == PULL)
+            .count()
+    };
+    assert_eq!(reads(), 1, "retried before the reset");
+    assert_eq!(queue.list(true, 10).await.unwrap()[0].state, "queued");
+
+    // `tollgate jobs retry` does not wait for the reset.
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(queue.retry_now(Some(job.id), now).await.unwrap(), 1);
+    t.settle().await;
+    assert_eq!(queue.list(true, 10).await.unwrap()[0].state, "done");
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+}
+
+/// An intake-only process (`workers: 0`) queues deliveries without evaluating them, and its
+/// `/metrics` shows them: jobs by state and the age of the oldest.
+#[tokio::test]
+async fn metrics_show_the_queue_of_an_intake_only_process() {
+    let t = Tester::with_jobs(JobSettings {
+        workers: 0,
+        ..JobSettings::default()
+    })
+    .await;
+    for number in [7, 8, 9] {
+        t.send("pull_request", &t.pr_payload_for(number, "opened"))
+            .await;
+    }
+    // A redelivery is acknowledged, not queued twice.
+    t.send_as("pull_request", &t.pr_payload_for(9, "opened"), "d-2")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, body) = t.app.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    for (series, value) in [
+        (r#"tollgate_queue_jobs{state="queued"}"#, 3.0),
+        (r#"tollgate_queue_jobs{state="running"}"#, 0.0),
+        (r#"tollgate_queue_jobs{state="failed"}"#, 0.0),
+        ("tollgate_queue_commit_batch_deliveries_sum", 4.0),
+    ] {
+        assert_eq!(
+            metric_value(&body, series),
+            Some(value),
+            "{series}:\n{body}"
+        );
+    }
+    let age = metric_value(&body, "tollgate_queue_oldest_job_age_seconds").unwrap();
+    assert!((0.05..60.0).contains(&age), "oldest job age {age}:\n{body}");
+    assert!(
+        t.fake.requests().is_empty(),
+        "an intake-only process does not evaluate"
+    );
 }
