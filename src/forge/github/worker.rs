@@ -375,7 +375,8 @@ impl GithubWorker {
                     self.metrics.evaluation(EvaluationResult::GaveUp);
                     tracing::error!(%error, attempts, change = %claim.change_key, "evaluation keeps failing; giving up (retry with `tollgate jobs retry`)");
                     if let Some(job) = jobs.last() {
-                        self.report_gave_up(job, &error, attempts).await;
+                        self.report_gave_up(job, &error, attempts, failing_for_ms)
+                            .await;
                     }
                     queue.give_up(claim, &error.to_string(), now).await
                 } else {
@@ -424,7 +425,13 @@ impl GithubWorker {
 
     /// After giving up, says so on the change's head (best effort: GitHub may still be down,
     /// and then the last published result, never a green one for failed facts, stays).
-    async fn report_gave_up(&self, job: &Job, error: &ApiError, attempts: i64) {
+    async fn report_gave_up(
+        &self,
+        job: &Job,
+        error: &ApiError,
+        attempts: i64,
+        failing_for_ms: i64,
+    ) {
         let published = async {
             let identity = self.identity().await?.clone();
             let client = self.api.client(job.installation)?;
@@ -434,12 +441,9 @@ impl GithubWorker {
                 caches: &self.caches,
             };
             let pr = gatherer.pull_request(job.number).await?;
-            let report = gave_up(
-                &pr,
-                &error.to_string(),
-                attempts,
-                self.settings.give_up_after,
-            );
+            let failing_for =
+                std::time::Duration::from_millis(failing_for_ms.max(0).unsigned_abs());
+            let report = gave_up(&pr, &error.to_string(), attempts, failing_for);
             self.publish(&client, &job.repo, &identity, &pr.head.sha, &report)
                 .await
         }
