@@ -171,7 +171,14 @@ impl JobQueue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let values = (0..jobs.len())
+        // Rows go in in one global order, so two batches holding the same redelivered jobs
+        // (two writers, two processes) wait on each other's unique keys in the same order
+        // instead of deadlocking (PostgreSQL would abort one after `deadlock_timeout`). Jobs in
+        // one batch arrived together; their order among themselves carries no meaning.
+        let mut sorted: Vec<&NewJob> = jobs.iter().collect();
+        sorted
+            .sort_by(|a, b| (&a.delivery_id, &a.change_key).cmp(&(&b.delivery_id, &b.change_key)));
+        let values = (0..sorted.len())
             .map(|i| {
                 let p = 3 * i + 2;
                 format!("(${p}, ${}, ${}, 'queued', 0, $1, $1)", p + 1, p + 2)
@@ -183,7 +190,7 @@ impl JobQueue {
              VALUES {values} ON CONFLICT (delivery_id, change_key) DO NOTHING RETURNING delivery_id, change_key"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
-        for job in jobs {
+        for job in sorted {
             query = query
                 .bind(&job.delivery_id)
                 .bind(&job.change_key)

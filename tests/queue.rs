@@ -611,3 +611,39 @@ async fn postgres_queue_scenarios() {
     println!("{submits} submissions in {commits} commits");
     close(ledger, created).await;
 }
+
+/// Two batches holding the same redelivered jobs in opposite orders (two writers, or two
+/// processes) must not deadlock: PostgreSQL would abort one of them after a second.
+#[tokio::test]
+async fn postgres_batches_with_the_same_jobs_in_opposite_orders_do_not_deadlock() {
+    let Some((ledger, created, _dir)) = open(true).await else {
+        return;
+    };
+    let queue = JobQueue::new(ledger.pool().clone());
+    let job = |d: &str| NewJob {
+        delivery_id: d.to_owned(),
+        change_key: "github:acme/m#1".to_owned(),
+        payload: "{}".to_owned(),
+    };
+    // Batches big enough for the two statements to overlap.
+    for round in 0..20 {
+        let first: Vec<NewJob> = (0..300).map(|n| job(&format!("r{round}-{n:03}"))).collect();
+        let second: Vec<NewJob> = first.iter().rev().cloned().collect();
+        let started = std::time::Instant::now();
+        let (one, two) = tokio::join!(
+            queue.enqueue_batch(&first, round),
+            queue.enqueue_batch(&second, round),
+        );
+        let (one, two) = (one.unwrap(), two.unwrap());
+        // Each job was new to exactly one of the two batches.
+        for n in 0..300 {
+            assert!(one[n] ^ two[299 - n], "round {round}, job {n}");
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(900),
+            "round {round} waited for a deadlock to be detected"
+        );
+    }
+    assert_eq!(queue.depth().await.unwrap(), 6_000);
+    close(ledger, created).await;
+}

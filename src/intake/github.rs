@@ -17,11 +17,14 @@ use crate::event::{
 
 /// Turns one verified GitHub delivery into an [`Event`].
 pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
+    if event_name == "pull_request" {
+        // The most frequent and largest payload (tens of KB): read in one pass.
+        return pull_request_event(body);
+    }
     let envelope: Envelope = super::parse_json(body)?;
     let action = envelope.action.as_deref().unwrap_or("");
     match event_name {
         "ping" => Ok(Event::Ping),
-        "pull_request" => pull_request(action, body),
         "pull_request_review" => review(action, body),
         "issue_comment" => issue_comment(action, body),
         "check_run" | "check_suite" => check_rerequest(event_name, action, body),
@@ -108,6 +111,7 @@ struct PullRequest {
 
 #[derive(Deserialize)]
 struct PullRequestPayload {
+    action: Option<String>,
     pull_request: PullRequest,
     repository: Repository,
     installation: Option<Installation>,
@@ -130,37 +134,47 @@ struct ChangedFrom {
     from: String,
 }
 
-fn pull_request(action: &str, body: &[u8]) -> Result<Event, ParseError> {
-    let action = match action {
-        "opened" => ChangeAction::Opened,
-        "reopened" => ChangeAction::Reopened,
-        "synchronize" => ChangeAction::Synchronized,
-        "edited" => ChangeAction::Edited,
-        "labeled" => ChangeAction::Labeled,
-        "unlabeled" => ChangeAction::Unlabeled,
-        "ready_for_review" => ChangeAction::ReadyForReview,
-        "closed" => return pull_request_closed(body),
-        other => {
-            return Ok(Event::ignored(format!(
-                "pull_request action `{other}` does not affect governance"
-            )));
+/// A `pull_request` delivery, read in one pass with its action in the common case. A payload
+/// that does not have the shape is read again for its action alone, so that an action tollgate
+/// ignores never fails on a field it would not have used.
+fn pull_request_event(body: &[u8]) -> Result<Event, ParseError> {
+    let payload: PullRequestPayload = match serde_json::from_slice(body) {
+        Ok(payload) => payload,
+        Err(error) => {
+            let envelope: Envelope = super::parse_json(body)?;
+            let action = envelope.action.as_deref().unwrap_or("");
+            return match change_action(action) {
+                Some(_) => Err(ParseError::Shape {
+                    event: "pull_request".to_owned(),
+                    message: error.to_string(),
+                }),
+                None => Ok(ignored_pull_request_action(action)),
+            };
         }
     };
-    let payload: PullRequestPayload = shape("pull_request", body)?;
-    // An `edited` delivery whose changes name a new base is a retarget: the result computed
-    // for the old base must not carry over, so it gets its own action.
-    let action = match (action, payload.changes.and_then(|c| c.base)) {
-        (ChangeAction::Edited, Some(base)) => ChangeAction::Retargeted {
-            from: base.name.from,
-        },
-        (action, _) => action,
+    let action = payload.action.as_deref().unwrap_or("");
+    let Some(action) = change_action(action) else {
+        return Ok(ignored_pull_request_action(action));
     };
     let pr = payload.pull_request;
-    Ok(Event::ChangeUpdated(ChangeUpdate {
-        change: ChangeRef {
-            repo: repo(payload.repository, payload.installation),
-            number: ChangeNumber(pr.number),
+    let repo = repo(payload.repository, payload.installation);
+    let number = ChangeNumber(pr.number);
+    let action = match (action, payload.changes.and_then(|c| c.base)) {
+        (None, _) => {
+            return Ok(Event::ChangeClosed(ChangeClosed {
+                change: ChangeRef { repo, number },
+                merged: pr.merged,
+            }));
+        }
+        // An `edited` delivery whose changes name a new base is a retarget: the result
+        // computed for the old base must not carry over, so it gets its own action.
+        (Some(ChangeAction::Edited), Some(base)) => ChangeAction::Retargeted {
+            from: base.name.from,
         },
+        (Some(action), _) => action,
+    };
+    Ok(Event::ChangeUpdated(ChangeUpdate {
+        change: ChangeRef { repo, number },
         action,
         head_ref: pr.head.name,
         head_sha: CommitSha::new(pr.head.sha),
@@ -174,15 +188,26 @@ fn pull_request(action: &str, body: &[u8]) -> Result<Event, ParseError> {
     }))
 }
 
-fn pull_request_closed(body: &[u8]) -> Result<Event, ParseError> {
-    let payload: PullRequestPayload = shape("pull_request", body)?;
-    Ok(Event::ChangeClosed(ChangeClosed {
-        change: ChangeRef {
-            repo: repo(payload.repository, payload.installation),
-            number: ChangeNumber(payload.pull_request.number),
-        },
-        merged: payload.pull_request.merged,
+/// What a `pull_request` action means: `Some(Some(action))` for a change update,
+/// `Some(None)` for `closed`, `None` for an action tollgate ignores.
+fn change_action(action: &str) -> Option<Option<ChangeAction>> {
+    Some(Some(match action {
+        "opened" => ChangeAction::Opened,
+        "reopened" => ChangeAction::Reopened,
+        "synchronize" => ChangeAction::Synchronized,
+        "edited" => ChangeAction::Edited,
+        "labeled" => ChangeAction::Labeled,
+        "unlabeled" => ChangeAction::Unlabeled,
+        "ready_for_review" => ChangeAction::ReadyForReview,
+        "closed" => return Some(None),
+        _ => return None,
     }))
+}
+
+fn ignored_pull_request_action(action: &str) -> Event {
+    Event::ignored(format!(
+        "pull_request action `{action}` does not affect governance"
+    ))
 }
 
 #[derive(Deserialize)]
