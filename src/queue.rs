@@ -15,6 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 mod batch;
+pub mod runner;
 
 pub use batch::{BatchError, GroupCommit};
 

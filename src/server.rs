@@ -245,7 +245,7 @@ fn sink_for(
         worker::WorkerOptions {
             check_name: config.check_name.clone(),
             default_policy: config.default_policy.clone(),
-            durable: Some(crate::queue::JobQueue::new(audit.ledger.pool().clone())),
+            queue: crate::queue::JobQueue::new(audit.ledger.pool().clone()),
             audit: Some(audit),
             jobs: config.jobs,
             metrics: metrics.clone(),

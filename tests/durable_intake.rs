@@ -40,13 +40,12 @@ async fn intake_only() -> Intake {
     let worker = GithubWorker::start(
         api,
         WorkerOptions {
-            durable: Some(queue.clone()),
             jobs: JobSettings {
                 workers: 0,
                 ..JobSettings::default()
             },
             metrics: metrics.clone(),
-            ..WorkerOptions::new("tollgate")
+            ..WorkerOptions::new("tollgate", queue.clone())
         },
     );
     let secrets = IntakeSecrets {

@@ -95,10 +95,12 @@ impl Tester {
             WorkerOptions {
                 default_policy,
                 audit: Some(audit.clone()),
-                durable: Some(tollgate::queue::JobQueue::new(audit.ledger.pool().clone())),
                 metrics: metrics.clone(),
                 jobs,
-                ..WorkerOptions::new(CHECK)
+                ..WorkerOptions::new(
+                    CHECK,
+                    tollgate::queue::JobQueue::new(audit.ledger.pool().clone()),
+                )
             },
         );
         let secrets = IntakeSecrets {

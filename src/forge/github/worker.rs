@@ -1,14 +1,14 @@
-//! The GitHub worker: takes accepted deliveries, works out which pull requests they concern,
-//! and re-evaluates each one: gather facts, decide, publish. One pull request at a time; a
-//! burst of events for the same pull request collapses into one evaluation of its latest
-//! state (events only say *that* something changed; the facts are always read fresh).
+//! The GitHub worker: works out which pull requests an accepted delivery concerns and queues
+//! them durably; when the queue's runner ([`crate::queue::runner`]) hands a pull request back,
+//! re-evaluates it: gather facts, decide, record, publish. A burst of events for one pull
+//! request collapses into one evaluation of its latest state (events only say *that* something
+//! changed; the facts are always read fresh).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use chrono::Utc;
-use tokio::sync::{Mutex, Notify, OnceCell};
+use tokio::sync::OnceCell;
 use tracing::Instrument as _;
 
 use super::api::{ApiError, FileAt, GithubApi, Identity};
@@ -16,9 +16,10 @@ use super::facts::{Caches, GatherError, Gatherer, PolicyAt, PullRequest};
 use super::publish::{self, CheckReport, Conclusion};
 use crate::config::JobSettings;
 use crate::event::{Delivery, Event, Forge, InstallationId};
-use crate::metrics::{EvaluationResult, Metrics};
+use crate::metrics::Metrics;
 use crate::policy::evaluate;
-use crate::queue::{Claim, GroupCommit, JobQueue, NewJob};
+use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
+use crate::queue::{Claim, JobQueue, NewJob};
 use crate::render::{self, Renderer};
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
@@ -51,31 +52,10 @@ pub struct GithubWorker {
     default_policy: Option<Arc<crate::policy::Policy>>,
     /// The ledger every decision is recorded in (absent only in tests of publishing alone).
     audit: Option<Arc<crate::ledger::Audit>>,
-    queue: Mutex<VecDeque<Job>>,
-    queued: std::sync::Mutex<HashSet<(String, u64)>>,
-    wake: Notify,
-    /// Evaluations running (0 or 1).
-    busy: AtomicUsize,
     /// tollgate's check run per (repository, head sha), once known: updates go straight to it.
     runs: std::sync::Mutex<HashMap<(String, String), u64>>,
-    /// The durable queue in the shared store; without it, jobs are queued in memory.
-    durable: Option<Durable>,
-    /// This process's name as a lease holder.
-    holder: String,
-    settings: JobSettings,
-    metrics: Metrics,
-    /// Set when the server drains: no new claims.
-    stopping: AtomicBool,
-    /// Set when a drain ran out of time: a claim that lands now is handed straight back.
-    drain_expired: AtomicBool,
-    /// The claims being evaluated, by claim loop, to hand back if a drain runs out of time.
-    active: std::sync::Mutex<HashMap<usize, Claim>>,
-}
-
-/// The durable queue and the intake's group-commit writer on it.
-struct Durable {
-    queue: JobQueue,
-    intake: GroupCommit,
+    /// The durable queue's workers, which call back into this worker's evaluation.
+    runner: OnceLock<Arc<Runner>>,
 }
 
 /// How the worker is set up.
@@ -86,9 +66,8 @@ pub struct WorkerOptions {
     pub default_policy: Option<Arc<crate::policy::Policy>>,
     /// The ledger every decision is recorded in (absent only in tests of publishing alone).
     pub audit: Option<Arc<crate::ledger::Audit>>,
-    /// The durable queue in the shared store; without it, jobs are queued in memory and lost
-    /// with the process.
-    pub durable: Option<JobQueue>,
+    /// The durable queue in the shared store.
+    pub queue: JobQueue,
     /// Concurrency, lease and give-up bound of the durable queue.
     pub jobs: JobSettings,
     /// Where queue figures go.
@@ -96,51 +75,53 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Defaults for a check named `check_name`: no default policy, no ledger, jobs in memory.
-    pub fn new(check_name: &str) -> WorkerOptions {
+    /// Defaults for a check named `check_name` on `queue`: no default policy, no ledger.
+    pub fn new(check_name: &str, queue: JobQueue) -> WorkerOptions {
         WorkerOptions {
             check_name: check_name.to_owned(),
             default_policy: None,
             audit: None,
-            durable: None,
+            queue,
             jobs: JobSettings::default(),
             metrics: Metrics::new(),
         }
     }
 }
 
-/// How often an idle worker looks for jobs queued by other processes.
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-/// Longest wait before a failed evaluation is tried again (a rate limit may ask for longer).
-const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
-/// Group-commit writers on PostgreSQL (SQLite has one writer at a time anyway).
-const POSTGRES_QUEUE_WRITERS: usize = 4;
+/// The prefix of GitHub changes' queue keys.
+const CHANGE_KEY_PREFIX: &str = "github:";
 
 /// The queue key of a pull request.
 fn change_key(job: &Job) -> String {
-    format!("github:{}#{}", job.repo, job.number)
+    format!("{CHANGE_KEY_PREFIX}{}#{}", job.repo, job.number)
+}
+
+impl Evaluator for GithubWorker {
+    fn evaluate<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(self.evaluate_claim(claim))
+    }
+
+    fn report_gave_up<'a>(
+        &'a self,
+        claim: &'a Claim,
+        failure: &'a Failure,
+        attempts: i64,
+        failing_for: std::time::Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(GithubWorker::report_gave_up(
+            self,
+            claim,
+            failure,
+            attempts,
+            failing_for,
+        ))
+    }
 }
 
 impl GithubWorker {
-    /// Creates the worker and starts its claim loops (`options.jobs.workers` of them on the
-    /// durable queue, none for an intake-only process; one on the in-memory queue).
+    /// Creates the worker and the durable queue's claim loops that feed it
+    /// (`options.jobs.workers` of them; none for an intake-only process).
     pub fn start(api: GithubApi, options: WorkerOptions) -> Arc<GithubWorker> {
-        let durable = options.durable.map(|queue| {
-            let writers = if queue.is_postgres() {
-                POSTGRES_QUEUE_WRITERS
-            } else {
-                1
-            };
-            options.metrics.watch_queue(queue.clone());
-            Durable {
-                intake: GroupCommit::start(queue.clone(), writers, options.metrics.clone()),
-                queue,
-            }
-        });
-        let loops = match &durable {
-            Some(_) => options.jobs.workers,
-            None => 1,
-        };
         let worker = Arc::new(GithubWorker {
             api,
             identity: OnceCell::new(),
@@ -148,36 +129,29 @@ impl GithubWorker {
             check_name: options.check_name,
             default_policy: options.default_policy,
             audit: options.audit,
-            queue: Mutex::new(VecDeque::new()),
-            queued: std::sync::Mutex::new(HashSet::new()),
-            wake: Notify::new(),
-            busy: AtomicUsize::new(0),
             runs: std::sync::Mutex::new(HashMap::new()),
-            durable,
-            holder: uuid::Uuid::new_v4().to_string(),
-            settings: options.jobs,
-            metrics: options.metrics,
-            stopping: AtomicBool::new(false),
-            drain_expired: AtomicBool::new(false),
-            active: std::sync::Mutex::new(HashMap::new()),
+            runner: OnceLock::new(),
         });
-        for slot in 0..loops {
-            let runner = Arc::clone(&worker);
-            tokio::spawn(async move { runner.run(slot).await });
-        }
+        let evaluator: Arc<dyn Evaluator> = worker.clone();
+        let runner = Runner::start(
+            options.queue,
+            options.jobs,
+            options.metrics,
+            vec![(CHANGE_KEY_PREFIX.to_owned(), evaluator)],
+        );
+        let _ = worker.runner.set(runner);
         worker
     }
 
-    /// Queues the jobs of one delivery: durably when the queue is in the store (committed
-    /// before this returns, together with whatever else arrived meanwhile; a redelivered
-    /// delivery is not queued twice), else in memory.
+    fn runner(&self) -> &Runner {
+        self.runner
+            .get()
+            .unwrap_or_else(|| unreachable!("the runner is set in `start`"))
+    }
+
+    /// Queues the jobs of one delivery durably: committed before this returns, together with
+    /// whatever else arrived meanwhile; a redelivered delivery is not queued twice.
     async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
-        let Some(durable) = &self.durable else {
-            for job in jobs {
-                self.enqueue_in_memory(job).await;
-            }
-            return Ok(());
-        };
         // A delivery without an id cannot be recognised when redelivered; it still is queued.
         let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let mut new = Vec::with_capacity(jobs.len());
@@ -188,155 +162,26 @@ impl GithubWorker {
                 payload: serde_json::to_string(job).map_err(|e| SinkError(e.to_string()))?,
             });
         }
-        durable
-            .intake
+        self.runner()
             .submit(new)
             .await
-            .map_err(|e| SinkError(e.to_string()))?;
-        // Wake every idle claim loop, and leave a permit for one that is about to wait.
-        self.wake.notify_waiters();
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// Queues a pull request in memory unless it is already waiting (bursts coalesce).
-    async fn enqueue_in_memory(&self, job: Job) {
-        let key = (job.repo.clone(), job.number);
-        let fresh = self
-            .queued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key);
-        let mut queue = self.queue.lock().await;
-        if fresh {
-            queue.push_back(job);
-        } else if job.reset_first
-            && let Some(waiting) = queue
-                .iter_mut()
-                .find(|j| j.repo == job.repo && j.number == job.number)
-        {
-            waiting.reset_first = true;
-        }
-        drop(queue);
-        self.wake.notify_one();
+            .map_err(|e| SinkError(e.to_string()))
     }
 
     /// Waits until nothing is queued or running (for tests).
     pub async fn settle(&self) {
-        loop {
-            let durable_idle = match &self.durable {
-                Some(durable) => durable.queue.depth().await.is_ok_and(|n| n == 0),
-                None => true,
-            };
-            let idle = durable_idle
-                && self.queue.lock().await.is_empty()
-                && self.busy.load(Ordering::SeqCst) == 0;
-            if idle {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        self.runner().settle().await;
     }
 
-    /// Stops claiming work and waits up to `timeout` for the evaluations in flight. Those still
-    /// running then are handed back to the queue (no attempt counted), so another replica, or
-    /// this one after its restart, takes them at once instead of after the lease. Returns
-    /// whether everything in flight finished.
+    /// Stops claiming work and waits up to `timeout` for the evaluations in flight; see
+    /// [`Runner::drain`].
     pub async fn drain(&self, timeout: std::time::Duration) -> bool {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
-        let finished = tokio::time::timeout(timeout, async {
-            while self.busy.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .is_ok();
-        if finished {
-            return true;
-        }
-        self.drain_expired.store(true, Ordering::SeqCst);
-        let claims: Vec<Claim> = self
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .map(|(_, claim)| claim)
-            .collect();
-        if let Some(durable) = &self.durable {
-            for claim in claims {
-                match durable.queue.hand_back(&claim).await {
-                    Ok(()) => {
-                        tracing::warn!(change = %claim.change_key, "drain timeout: handed an unfinished evaluation back to the queue")
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, change = %claim.change_key, "drain timeout: cannot hand an evaluation back; it is taken over when its lease ends")
-                    }
-                }
-            }
-        }
-        false
+        self.runner().drain(timeout).await
     }
 
-    fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::SeqCst)
-    }
-
-    async fn run(self: Arc<Self>, slot: usize) {
-        let queue = self.durable.as_ref().map(|d| d.queue.clone());
-        match queue {
-            Some(queue) => self.run_durable(queue, slot).await,
-            None => self.run_in_memory().await,
-        }
-    }
-
-    /// Claims changes from the store's queue, one at a time per loop, across processes.
-    async fn run_durable(self: Arc<Self>, queue: JobQueue, slot: usize) {
-        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 4);
-        while !self.stopping() {
-            // Counted busy before the claim, so `drain` and `settle` never miss a claim that
-            // is between the store and the evaluation.
-            self.busy.fetch_add(1, Ordering::SeqCst);
-            let claimed = queue
-                .claim(&self.holder, Utc::now().timestamp_millis(), lease_ms)
-                .await;
-            match claimed {
-                Ok(Some(claim)) if self.drain_expired.load(Ordering::SeqCst) => {
-                    // Claimed while a timed-out drain handed the rest back: hand it back too.
-                    if let Err(error) = queue.hand_back(&claim).await {
-                        tracing::error!(%error, change = %claim.change_key, "cannot hand a claim back; it is taken over when its lease ends");
-                    }
-                    self.busy.fetch_sub(1, Ordering::SeqCst);
-                }
-                Ok(Some(claim)) => {
-                    self.active
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(slot, claim.clone());
-                    self.work(&queue, &claim, lease_ms).await;
-                    self.active
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&slot);
-                    self.busy.fetch_sub(1, Ordering::SeqCst);
-                }
-                Ok(None) => {
-                    self.busy.fetch_sub(1, Ordering::SeqCst);
-                    let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
-                }
-                Err(error) => {
-                    self.busy.fetch_sub(1, Ordering::SeqCst);
-                    tracing::error!(%error, "cannot read the job queue");
-                    tokio::time::sleep(POLL_INTERVAL * 4).await;
-                }
-            }
-        }
-    }
-
-    /// Evaluates a claimed change (its jobs coalesce into one evaluation of its latest state),
-    /// renewing the lease while it runs, then settles the claim: done, retried after a backoff,
-    /// or parked as failed once the change has kept failing past the give-up bound.
-    async fn work(&self, queue: &JobQueue, claim: &Claim, lease_ms: i64) {
+    /// Evaluates a claimed pull request: its jobs coalesce into one evaluation of its latest
+    /// state.
+    async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
         let mut jobs = Vec::with_capacity(claim.jobs.len());
         for queued in &claim.jobs {
             match serde_json::from_str::<Job>(&queued.payload) {
@@ -346,92 +191,42 @@ impl GithubWorker {
                 }
             }
         }
-        let outcome = match jobs.last().cloned() {
-            Some(mut job) => {
-                job.reset_first = jobs.iter().any(|j| j.reset_first);
-                let span = tracing::info_span!(
-                    "evaluate",
-                    repo = %job.repo,
-                    number = job.number,
-                    deliveries = claim.jobs.len()
-                );
-                let evaluation = self.process(&job).instrument(span);
-                self.renewing(queue, claim, lease_ms, evaluation).await
-            }
-            None => Ok(()),
+        let Some(mut job) = jobs.last().cloned() else {
+            return Ok(());
         };
-        let now = Utc::now().timestamp_millis();
-        let settled = match outcome {
-            Ok(()) => {
-                self.metrics.evaluation(EvaluationResult::Completed);
-                queue.complete(claim).await
-            }
-            Err(error) => {
-                let attempts = claim.attempts() + 1;
-                let failing_for_ms = now - claim.failing_since_ms().unwrap_or(now);
-                let give_up_ms =
-                    i64::try_from(self.settings.give_up_after.as_millis()).unwrap_or(i64::MAX);
-                if failing_for_ms >= give_up_ms {
-                    self.metrics.evaluation(EvaluationResult::GaveUp);
-                    tracing::error!(%error, attempts, change = %claim.change_key, "evaluation keeps failing; giving up (retry with `tollgate jobs retry`)");
-                    if let Some(job) = jobs.last() {
-                        self.report_gave_up(job, &error, attempts, failing_for_ms)
-                            .await;
-                    }
-                    queue.give_up(claim, &error.to_string(), now).await
-                } else {
-                    self.metrics.evaluation(EvaluationResult::Retried);
-                    let backoff = retry_delay(attempts, &error, Utc::now());
-                    tracing::warn!(%error, attempts, backoff_ms = backoff, change = %claim.change_key, "evaluation failed; will retry");
-                    queue.retry(claim, &error.to_string(), now + backoff).await
-                }
-            }
-        };
-        if let Err(error) = settled {
-            // The lease runs out and the jobs are taken again: nothing is lost.
-            tracing::error!(%error, change = %claim.change_key, "cannot update the job queue");
-        }
-    }
-
-    /// Runs `evaluation` while renewing the claim's lease every third of its length.
-    async fn renewing<F>(
-        &self,
-        queue: &JobQueue,
-        claim: &Claim,
-        lease_ms: i64,
-        evaluation: F,
-    ) -> Result<(), ApiError>
-    where
-        F: std::future::Future<Output = Result<(), ApiError>>,
-    {
-        let period =
-            std::time::Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tokio::pin!(evaluation);
-        loop {
-            tokio::select! {
-                outcome = &mut evaluation => return outcome,
-                _ = ticks.tick() => {
-                    let until = Utc::now().timestamp_millis() + lease_ms;
-                    match queue.renew(claim, until).await {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(change = %claim.change_key, "lost the lease of a change being evaluated (this process stalled); another process may evaluate it too"),
-                        Err(error) => tracing::warn!(%error, change = %claim.change_key, "cannot renew a lease"),
-                    }
-                }
-            }
-        }
+        job.reset_first = jobs.iter().any(|j| j.reset_first);
+        let span = tracing::info_span!(
+            "evaluate",
+            repo = %job.repo,
+            number = job.number,
+            deliveries = claim.jobs.len()
+        );
+        self.process(&job)
+            .instrument(span)
+            .await
+            .map_err(|error| Failure {
+                wait_at_least: error.rate_limit_wait(Utc::now()),
+                message: error.to_string(),
+            })
     }
 
     /// After giving up, says so on the change's head (best effort: GitHub may still be down,
     /// and then the last published result, never a green one for failed facts, stays).
     async fn report_gave_up(
         &self,
-        job: &Job,
-        error: &ApiError,
+        claim: &Claim,
+        failure: &Failure,
         attempts: i64,
-        failing_for_ms: i64,
+        failing_for: std::time::Duration,
     ) {
+        let Some(job) = claim
+            .jobs
+            .iter()
+            .rev()
+            .find_map(|queued| serde_json::from_str::<Job>(&queued.payload).ok())
+        else {
+            return;
+        };
         let published = async {
             let identity = self.identity().await?.clone();
             let client = self.api.client(job.installation)?;
@@ -441,45 +236,13 @@ impl GithubWorker {
                 caches: &self.caches,
             };
             let pr = gatherer.pull_request(job.number).await?;
-            let failing_for =
-                std::time::Duration::from_millis(failing_for_ms.max(0).unsigned_abs());
-            let report = gave_up(&pr, &error.to_string(), attempts, failing_for);
+            let report = gave_up(&pr, &failure.message, attempts, failing_for);
             self.publish(&client, &job.repo, &identity, &pr.head.sha, &report)
                 .await
         }
         .await;
         if let Err(error) = published {
             tracing::warn!(%error, repo = %job.repo, number = job.number, "cannot report giving up on the change");
-        }
-    }
-
-    async fn run_in_memory(self: Arc<Self>) {
-        while !self.stopping() {
-            let job = {
-                let mut queue = self.queue.lock().await;
-                let job = queue.pop_front();
-                if job.is_some() {
-                    // Marked busy while the queue lock is held, so `settle` never sees an
-                    // empty queue and an idle worker between the two.
-                    self.busy.fetch_add(1, Ordering::SeqCst);
-                }
-                job
-            };
-            let Some(job) = job else {
-                self.wake.notified().await;
-                continue;
-            };
-            // Taken off the "waiting" set before the work starts, so an event arriving during
-            // the evaluation queues one more evaluation of the then-latest state.
-            self.queued
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(job.repo.clone(), job.number));
-            let span = tracing::info_span!("evaluate", repo = %job.repo, number = job.number);
-            if let Err(error) = self.process(&job).instrument(span.clone()).await {
-                tracing::error!(parent: &span, %error, "evaluation failed");
-            }
-            self.busy.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -806,21 +569,6 @@ fn gave_up(
         ),
         annotations: Vec::new(),
         details_url: pr.html_url.clone(),
-    }
-}
-
-/// How long to wait before trying a failed change again: exponential from 1 s to 5 min with
-/// jitter (half to all of it, so replicas that failed together do not retry together), and
-/// never before GitHub's rate limit says (`Retry-After`, or `x-ratelimit-reset` when the
-/// budget is spent).
-fn retry_delay(attempts: i64, error: &ApiError, now: chrono::DateTime<Utc>) -> i64 {
-    use rand_core::RngCore as _;
-    let ceiling = (1_000i64 << (attempts - 1).clamp(0, 20)).min(MAX_BACKOFF_MS);
-    let jitter = i64::from(rand_core::OsRng.next_u32()) % (ceiling / 2 + 1);
-    let backoff = ceiling / 2 + jitter;
-    match error.rate_limit_wait(now) {
-        Some(wait) => backoff.max(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)),
-        None => backoff,
     }
 }
 
