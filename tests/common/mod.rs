@@ -143,4 +143,5 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
     files
 }
 pub mod fake_github;
+pub mod fake_gitlab;
 pub mod serve;
