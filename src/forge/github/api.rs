@@ -320,7 +320,11 @@ fn unexpected(what: &str, error: impl std::fmt::Display) -> ApiError {
 
 /// Percent-encodes one URL component.
 pub fn encode_component(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    // Form encoding writes a space as `+`, which in a path is a literal plus; a literal plus
+    // itself comes out as `%2B`, so turning `+` into `%20` is exact.
+    url::form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 /// Percent-encodes a file path, keeping its slashes.
@@ -329,4 +333,19 @@ pub fn encode_path(path: &str) -> String {
         .map(encode_component)
         .collect::<Vec<_>>()
         .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_keep_their_slashes_and_encode_spaces_for_a_path() {
+        // `+` in a URL path is a literal plus: a space must be `%20`.
+        assert_eq!(
+            encode_path("models/fraud card+v2.md"),
+            "models/fraud%20card%2Bv2.md"
+        );
+        assert_eq!(encode_component("feature/a b"), "feature%2Fa%20b");
+    }
 }
