@@ -237,3 +237,99 @@ async fn errors_say_what_gitlab_answered_and_rate_limits_how_long_to_wait() {
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn one_sticky_note_by_marker_and_author_and_statuses_that_never_lie() {
+    use tollgate::forge::gitlab::publish::{NoteAction, publish_status, upsert_note};
+    use tollgate::render::COMMENT_MARKER;
+
+    let (fake, api, project) = setup().await;
+    fake.open_mr(
+        PROJECT,
+        MrSpec {
+            iid: 5,
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new("head5", "alice", files(1))],
+            ..MrSpec::default()
+        },
+    );
+    let bot = api.current_user().await.unwrap();
+    // Someone copies the marker into their own note: it is neither edited nor taken as ours.
+    fake.add_note(
+        PROJECT,
+        5,
+        "mallory",
+        &format!("{COMMENT_MARKER}\nAll approved!"),
+    );
+    let body = format!("{COMMENT_MARKER}\n## tollgate\nWaiting for sign-offs.\n/approve\n");
+    let notes = api.notes(project, 5).await.unwrap();
+    assert_eq!(
+        upsert_note(&api, project, 5, &bot, &body, &notes)
+            .await
+            .unwrap(),
+        NoteAction::Created
+    );
+    let notes = api.notes(project, 5).await.unwrap();
+    assert_eq!(
+        upsert_note(&api, project, 5, &bot, &body, &notes)
+            .await
+            .unwrap(),
+        NoteAction::Unchanged
+    );
+    let updated = body.replace("Waiting", "Still waiting");
+    assert_eq!(
+        upsert_note(&api, project, 5, &bot, &updated, &notes)
+            .await
+            .unwrap(),
+        NoteAction::Updated
+    );
+    let notes = fake.notes(PROJECT, 5);
+    let ours: Vec<_> = notes
+        .iter()
+        .filter(|n| n.author == "tollgate-bot")
+        .collect();
+    assert_eq!(ours.len(), 1, "{notes:#?}");
+    assert!(ours[0].body.contains("Still waiting"));
+    // The quoted `/approve` is escaped: no quick action runs as tollgate.
+    assert!(ours[0].body.contains("\\/approve"));
+    assert!(fake.approvals(PROJECT, 5).is_empty());
+    let mallory = notes.iter().find(|n| n.author == "mallory").unwrap();
+    assert!(mallory.body.ends_with("All approved!"));
+
+    // "Evaluating" twice is fine (GitLab refuses pending over pending; that is not an error).
+    let head = api
+        .merge_request(project, 5)
+        .await
+        .unwrap()
+        .diff_refs
+        .unwrap()
+        .head_sha;
+    for _ in 0..2 {
+        publish_status(
+            &api,
+            project,
+            &head,
+            StatusState::Pending,
+            "tollgate",
+            "Evaluating",
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    publish_status(
+        &api,
+        project,
+        &head,
+        StatusState::Failed,
+        "tollgate",
+        "High risk",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fake.status_history(PROJECT, &head, "tollgate"),
+        ["pending", "failed"]
+    );
+}

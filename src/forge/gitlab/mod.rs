@@ -2,3 +2,4 @@
 //! publishing (commit status, sticky note) and the queue's evaluator build on it.
 
 pub mod api;
+pub mod publish;
