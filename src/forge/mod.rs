@@ -2,3 +2,4 @@
 
 pub mod github;
 pub mod gitlab;
+pub mod plan;

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use sha2::Digest as _;
 
 use super::api::{self, ApiError, FileAt};
+use crate::forge::plan;
 use crate::policy::facts::{ChangeFacts, ChangedFile, Comment, FileStatus, Review, ReviewVerdict};
-use crate::policy::model::{FileRequirement, Member, POLICY_PATH};
+use crate::policy::model::POLICY_PATH;
 use crate::policy::{Policy, PolicyErrors, parse_policy};
 
 /// GitHub lists at most this many files of a pull request.
@@ -22,8 +23,6 @@ pub const MAX_LISTED_FILES: usize = 3_000;
 pub const MAX_LISTED_COMMITS: usize = 250;
 /// How long a collaborator permission or team membership is trusted before asking again.
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(300);
-/// The most evidence documents read from the head tree for one evidence rule.
-const MAX_EVIDENCE_DOCUMENTS: usize = 10;
 
 /// Why facts could not be gathered. Every variant ends in a non-success check.
 #[derive(Debug, thiserror::Error)]
@@ -514,77 +513,27 @@ impl Gatherer<'_> {
         Ok(files)
     }
 
-    /// Reads the files the policy looks into: metric files, key-rule files, and evidence
-    /// documents, at base and head.
+    /// Reads the files the policy looks into (see [`plan::read_plan`]): metric files,
+    /// key-rule files, and evidence documents, at base and head.
     async fn contents(&self, policy: &Policy, facts: &mut ChangeFacts) -> Result<(), ApiError> {
-        let mut base_reads: BTreeSet<String> = BTreeSet::new();
-        let mut head_reads: BTreeSet<String> = BTreeSet::new();
-        for file in &facts.files {
-            let found = policy.index.lookup(&file.path);
-            let structured = found.metrics || !found.key_rules.is_empty();
-            let documents = found.evidence.iter().any(|i| {
-                policy
-                    .evidence
-                    .values()
-                    .nth(*i)
-                    .is_some_and(|e| !e.sections.is_empty())
-            });
-            if structured && file.status != FileStatus::Added {
-                base_reads.insert(
-                    file.previous_path
-                        .clone()
-                        .unwrap_or_else(|| file.path.clone()),
-                );
-            }
-            if (structured || documents) && file.status != FileStatus::Removed {
-                head_reads.insert(file.path.clone());
-            }
-        }
-        // Evidence that only has to exist may live outside the change. A file at the base that
-        // the change does not touch is at the head too, unchanged: list the base tree (the same
-        // for every push to this PR, so it is read once) and read such documents at the base.
-        let needs_tree = policy.evidence.values().any(|e| {
-            e.paths.is_some()
-                && e.must == FileRequirement::Exist
-                && !facts
-                    .files
-                    .iter()
-                    .any(|f| e.paths.as_ref().is_some_and(|p| p.matches(&f.path)))
-        });
-        let touched: BTreeSet<&str> = facts
-            .files
-            .iter()
-            .flat_map(|f| std::iter::once(f.path.as_str()).chain(f.previous_path.as_deref()))
-            .collect();
-        let mut unchanged_documents: BTreeSet<String> = BTreeSet::new();
-        if needs_tree {
-            for path in self.tree(&facts.base_sha).await?.iter() {
-                if touched.contains(path.as_str()) {
-                    continue;
-                }
-                for rule in policy.evidence.values() {
-                    if rule.paths.as_ref().is_some_and(|p| p.matches(path)) {
-                        facts.head_paths.insert(path.clone());
-                        if !rule.sections.is_empty()
-                            && unchanged_documents.len() < MAX_EVIDENCE_DOCUMENTS
-                        {
-                            unchanged_documents.insert(path.clone());
-                        }
-                    }
+        let plan = plan::read_plan(policy, &facts.files);
+        if plan.needs_base_tree {
+            let tree = self.tree(&facts.base_sha).await?;
+            let found = plan::untouched_evidence(policy, &facts.files, &tree);
+            facts.head_paths.extend(found.paths);
+            // Untouched: the same at the head as at the base, where it is cached across pushes.
+            for path in found.documents {
+                if let FileAt::Text(text) = self.file(&path, &facts.base_sha).await? {
+                    facts.head_contents.insert(path, text);
                 }
             }
         }
-        for path in unchanged_documents {
-            if let FileAt::Text(text) = self.file(&path, &facts.base_sha).await? {
-                facts.head_contents.insert(path, text);
-            }
-        }
-        for path in base_reads {
+        for path in plan.base {
             if let FileAt::Text(text) = self.file(&path, &facts.base_sha).await? {
                 facts.base_contents.insert(path, text);
             }
         }
-        for path in head_reads {
+        for path in plan.head {
             if let FileAt::Text(text) = self.file(&path, &facts.head_sha).await? {
                 facts.head_contents.insert(path, text);
             }
@@ -629,24 +578,8 @@ impl Gatherer<'_> {
     /// Who may write, and who of the people involved belongs to the policy's teams. Only the
     /// people whose approval, veto or command matters are looked up.
     async fn people(&self, policy: &Policy, facts: &mut ChangeFacts) -> Result<(), ApiError> {
-        let mut people: BTreeSet<String> =
-            facts.reviews.iter().map(|r| r.reviewer.clone()).collect();
-        people.extend(
-            facts
-                .comments
-                .iter()
-                .filter(|c| c.body.contains(crate::policy::commands::COMMAND_PREFIX))
-                .map(|c| c.author.clone()),
-        );
-        let teams: BTreeSet<&str> = policy
-            .roles
-            .values()
-            .flatten()
-            .filter_map(|m| match m {
-                Member::Team(team) => Some(team.as_str()),
-                Member::User(_) => None,
-            })
-            .collect();
+        let people = plan::people_involved(facts);
+        let teams = plan::policy_teams(policy);
         for login in &people {
             if self.permission_writes(login).await? {
                 facts.write_access.insert(login.clone());
