@@ -519,6 +519,34 @@ impl GitlabApi {
         }
     }
 
+    /// The files changed from `from` to `to` (old and new paths).
+    pub async fn changed_between(
+        &self,
+        project: u64,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, GitlabError> {
+        #[derive(Deserialize)]
+        struct Compare {
+            #[serde(default)]
+            diffs: Vec<Diff>,
+        }
+        let compare: Compare = self
+            .get(
+                &format!("projects/{project}/repository/compare"),
+                &[("from", from.to_owned()), ("to", to.to_owned())],
+            )
+            .await?;
+        let mut paths: Vec<String> = Vec::new();
+        for diff in compare.diffs {
+            if diff.old_path != diff.new_path {
+                paths.push(diff.old_path);
+            }
+            paths.push(diff.new_path);
+        }
+        Ok(paths)
+    }
+
     /// Every path in the tree at a commit (up to `cap`).
     pub async fn tree(
         &self,

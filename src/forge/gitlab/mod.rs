@@ -2,4 +2,5 @@
 //! publishing (commit status, sticky note) and the queue's evaluator build on it.
 
 pub mod api;
+pub mod facts;
 pub mod publish;
