@@ -219,15 +219,41 @@ impl JobQueue {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Claim>, QueueError> {
+        self.claim_matching(holder, now_ms, lease_ms, &[]).await
+    }
+
+    /// [`JobQueue::claim`], among the changes whose key starts with one of `prefixes` (all
+    /// changes when empty): a process claims only what it can evaluate (a replica without
+    /// GitLab credentials leaves GitLab's changes to one that has them).
+    pub async fn claim_matching(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        prefixes: &[String],
+    ) -> Result<Option<Claim>, QueueError> {
         self.reclaim_expired(now_ms).await?;
-        let candidates = sqlx::query(
-            "SELECT change_key, MIN(id) AS first FROM jobs WHERE state = 'queued' AND available_ms <= $1 \
-             GROUP BY change_key ORDER BY first LIMIT $2",
-        )
-        .bind(now_ms)
-        .bind(CLAIM_CANDIDATES)
-        .fetch_all(&self.pool)
-        .await?;
+        // Prefixes are tollgate's own (`github:`), never input: no LIKE wildcards in them.
+        debug_assert!(prefixes.iter().all(|p| !p.contains(['%', '_', '\\'])));
+        let filter = if prefixes.is_empty() {
+            String::new()
+        } else {
+            let alternatives: Vec<String> = (0..prefixes.len())
+                .map(|i| format!("change_key LIKE ${}", i + 3))
+                .collect();
+            format!("AND ({})", alternatives.join(" OR "))
+        };
+        let sql = format!(
+            "SELECT change_key, MIN(id) AS first FROM jobs WHERE state = 'queued' AND available_ms <= $1 {filter} \
+             GROUP BY change_key ORDER BY first LIMIT $2"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(CLAIM_CANDIDATES);
+        for prefix in prefixes {
+            query = query.bind(format!("{prefix}%"));
+        }
+        let candidates = query.fetch_all(&self.pool).await?;
         for candidate in candidates {
             let change_key: String = candidate.try_get("change_key")?;
             if !self

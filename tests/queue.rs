@@ -647,3 +647,41 @@ async fn postgres_batches_with_the_same_jobs_in_opposite_orders_do_not_deadlock(
     assert_eq!(queue.depth().await.unwrap(), 6_000);
     close(ledger, created).await;
 }
+
+/// A process claims only the changes it can evaluate: one without GitLab credentials leaves
+/// GitLab's changes to another.
+#[tokio::test]
+async fn sqlite_a_claim_can_be_limited_to_the_forges_a_process_evaluates() {
+    let (ledger, created, _dir) = open(false).await.unwrap();
+    let queue = JobQueue::new(ledger.pool().clone());
+    queue
+        .enqueue("d1", "gitlab:acme/m#1", "a", 1)
+        .await
+        .unwrap();
+    queue
+        .enqueue("d2", "github:acme/m#2", "b", 2)
+        .await
+        .unwrap();
+    let github = ["github:".to_owned()];
+    let claim = queue
+        .claim_matching("A", 10, LEASE_MS, &github)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.change_key, "github:acme/m#2");
+    assert!(
+        queue
+            .claim_matching("A", 10, LEASE_MS, &github)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let both = ["github:".to_owned(), "gitlab:".to_owned()];
+    let claim = queue
+        .claim_matching("B", 10, LEASE_MS, &both)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.change_key, "gitlab:acme/m#1");
+    close(ledger, created).await;
+}

@@ -64,6 +64,8 @@ pub struct Runner {
     holder: String,
     /// By change-key prefix (`github:`).
     evaluators: Vec<(String, Arc<dyn Evaluator>)>,
+    /// The prefixes of the changes this process claims: those it has an evaluator for.
+    prefixes: Vec<String>,
     wake: Notify,
     /// Claim loops between a claim and its settlement.
     busy: AtomicUsize,
@@ -96,6 +98,7 @@ impl Runner {
             settings,
             metrics,
             holder: uuid::Uuid::new_v4().to_string(),
+            prefixes: evaluators.iter().map(|(p, _)| p.clone()).collect(),
             evaluators,
             wake: Notify::new(),
             busy: AtomicUsize::new(0),
@@ -103,7 +106,13 @@ impl Runner {
             drain_expired: AtomicBool::new(false),
             active: std::sync::Mutex::new(HashMap::new()),
         });
-        for slot in 0..settings.workers {
+        // Without an evaluator there is nothing this process could claim.
+        let loops = if runner.evaluators.is_empty() {
+            0
+        } else {
+            settings.workers
+        };
+        for slot in 0..loops {
             let runner = Arc::clone(&runner);
             tokio::spawn(async move { runner.run(slot).await });
         }
@@ -183,7 +192,12 @@ impl Runner {
             self.busy.fetch_add(1, Ordering::SeqCst);
             let claimed = self
                 .queue
-                .claim(&self.holder, Utc::now().timestamp_millis(), lease_ms)
+                .claim_matching(
+                    &self.holder,
+                    Utc::now().timestamp_millis(),
+                    lease_ms,
+                    &self.prefixes,
+                )
                 .await;
             match claimed {
                 Ok(Some(claim)) if self.drain_expired.load(Ordering::SeqCst) => {
