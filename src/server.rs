@@ -97,7 +97,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let audit = Arc::new(open_audit(&config).await?);
     let public_pem = crate::ledger::keys::public_pem(&audit.key.verifying_key());
     let metrics = Metrics::new();
-    let (sink, worker) = sink_for(&config, audit, &metrics)?;
+    let (sink, workers) = sink_for(&config, audit, &metrics)?;
     let secrets = IntakeSecrets {
         github: config.github.webhook_secrets.clone(),
         gitlab: config.gitlab.webhook_tokens.clone(),
@@ -133,9 +133,9 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     }
     // Intake is closed: every accepted delivery is in the queue. Finish the evaluations in
     // flight within what is left of the drain timeout; the rest is handed back to the queue.
-    if let Some(worker) = worker {
+    if workers.github.is_some() || workers.gitlab.is_some() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if worker.drain(left).await {
+        if workers.drain(left).await {
             tracing::info!("evaluations in flight finished");
         } else {
             tracing::warn!(
@@ -165,15 +165,8 @@ fn log_start(config: &ServerConfig, local: std::net::SocketAddr) {
         mode = config.mode().as_str(),
         "tollgate serve started"
     );
-    if config.gitlab.token.is_some() {
-        // GitLab publishing is not part of this build yet; say so rather than let an operator
-        // believe statuses are being posted.
-        tracing::warn!("a GitLab token is set, but this version does not publish to GitLab yet");
-    }
 }
 
-/// Where accepted deliveries go: the GitHub worker when GitHub credentials are set, else the
-/// dry-run logger.
 /// Where the public key of decision records is served.
 pub const SIGNING_KEY_ROUTE: &str = "/.well-known/tollgate-signing-key";
 
@@ -204,23 +197,116 @@ pub async fn open_audit(config: &ServerConfig) -> anyhow::Result<crate::ledger::
     Ok(crate::ledger::Audit { ledger, key })
 }
 
-/// The sink, and the worker behind it when there is one (to drain on shutdown).
-type SinkAndWorker = (
-    Arc<dyn EventSink>,
-    Option<Arc<crate::forge::github::worker::GithubWorker>>,
-);
+/// The workers behind the sink (to drain on shutdown).
+#[derive(Default)]
+struct Workers {
+    github: Option<Arc<crate::forge::github::worker::GithubWorker>>,
+    gitlab: Option<Arc<crate::forge::gitlab::worker::GitlabWorker>>,
+}
+
+impl Workers {
+    /// Drains every worker within `timeout` (together); whether all finished.
+    async fn drain(&self, timeout: Duration) -> bool {
+        let github = async {
+            match &self.github {
+                Some(worker) => worker.drain(timeout).await,
+                None => true,
+            }
+        };
+        let gitlab = async {
+            match &self.gitlab {
+                Some(worker) => worker.drain(timeout).await,
+                None => true,
+            }
+        };
+        let (github, gitlab) = tokio::join!(github, gitlab);
+        github && gitlab
+    }
+}
+
+/// Routes each delivery to its forge's worker; a forge without credentials is dry-run.
+struct ForgeSink {
+    github: Option<crate::forge::github::worker::GithubSink>,
+    gitlab: Option<crate::forge::gitlab::worker::GitlabSink>,
+}
+
+/// What a forge without credentials does with its deliveries.
+static DRY_RUN: DryRunSink = DryRunSink;
+
+impl EventSink for ForgeSink {
+    fn accept(&self, delivery: crate::event::Delivery) -> crate::sink::AcceptFuture<'_> {
+        match delivery.forge {
+            crate::event::Forge::GitHub => match &self.github {
+                Some(sink) => sink.accept(delivery),
+                None => DRY_RUN.accept(delivery),
+            },
+            crate::event::Forge::GitLab => match &self.gitlab {
+                Some(sink) => sink.accept(delivery),
+                None => DRY_RUN.accept(delivery),
+            },
+        }
+    }
+}
 
 fn sink_for(
     config: &ServerConfig,
     audit: Arc<crate::ledger::Audit>,
     metrics: &Metrics,
-) -> anyhow::Result<SinkAndWorker> {
+) -> anyhow::Result<(Arc<dyn EventSink>, Workers)> {
+    use crate::forge::github::worker::{GithubSink, GithubWorker, WorkerOptions};
+    use crate::forge::gitlab::worker::{self as gitlab, GitlabSink, GitlabWorker};
+    use anyhow::Context as _;
+
+    let queue = crate::queue::JobQueue::new(audit.ledger.pool().clone());
+    let mut workers = Workers::default();
+    if let Some(api) = github_api(config)? {
+        workers.github = Some(GithubWorker::start(
+            api,
+            WorkerOptions {
+                check_name: config.check_name.clone(),
+                default_policy: config.default_policy.clone(),
+                queue: queue.clone(),
+                audit: Some(Arc::clone(&audit)),
+                jobs: config.jobs,
+                metrics: metrics.clone(),
+            },
+        ));
+    }
+    if let (Some(url), Some(token)) = (&config.gitlab.url, &config.gitlab.token) {
+        let api = crate::forge::gitlab::api::GitlabApi::new(url, token)
+            .context("cannot set up the GitLab client (TOLLGATE_GITLAB_*)")?;
+        workers.gitlab = Some(GitlabWorker::start(
+            api,
+            gitlab::WorkerOptions {
+                check_name: config.check_name.clone(),
+                default_policy: config.default_policy.clone(),
+                queue,
+                audit: Some(audit),
+                jobs: config.jobs,
+                metrics: metrics.clone(),
+            },
+        ));
+    }
+    if workers.github.is_none() && workers.gitlab.is_none() {
+        return Ok((Arc::new(DryRunSink), workers));
+    }
+    let sink = ForgeSink {
+        github: workers.github.clone().map(GithubSink),
+        gitlab: workers.gitlab.clone().map(GitlabSink),
+    };
+    Ok((Arc::new(sink), workers))
+}
+
+/// The GitHub client, when GitHub credentials are configured.
+fn github_api(
+    config: &ServerConfig,
+) -> anyhow::Result<Option<crate::forge::github::api::GithubApi>> {
     use crate::config::GithubCredentials;
-    use crate::forge::github::{api, worker};
+    use crate::forge::github::api;
     use anyhow::Context as _;
 
     let auth = match &config.github.credentials {
-        GithubCredentials::None => return Ok((Arc::new(DryRunSink), None)),
+        GithubCredentials::None => return Ok(None),
         GithubCredentials::Token(token) => api::Auth::Token(token.clone()),
         GithubCredentials::App {
             app_id,
@@ -240,21 +326,7 @@ fn sink_for(
     };
     let api = api::GithubApi::new(&config.github.api_url, auth)
         .context("cannot set up the GitHub client (TOLLGATE_GITHUB_*)")?;
-    let worker = worker::GithubWorker::start(
-        api,
-        worker::WorkerOptions {
-            check_name: config.check_name.clone(),
-            default_policy: config.default_policy.clone(),
-            queue: crate::queue::JobQueue::new(audit.ledger.pool().clone()),
-            audit: Some(audit),
-            jobs: config.jobs,
-            metrics: metrics.clone(),
-        },
-    );
-    Ok((
-        Arc::new(worker::GithubSink(Arc::clone(&worker))),
-        Some(worker),
-    ))
+    Ok(Some(api))
 }
 
 async fn shutdown_signal() {

@@ -40,6 +40,25 @@ impl Audit {
             .await
     }
 
+    /// Binds each command to the head it was first judged for: a command's comment carries the
+    /// head recorded with its first decision, not whatever head is current now.
+    pub async fn pin_command_heads(
+        &self,
+        repo: &str,
+        number: u64,
+        comments: &mut [crate::policy::facts::Comment],
+    ) -> Result<(), StoreError> {
+        let keys = self.ledger.recorded_keys(repo, number).await?;
+        let pinned = decide::pinned_heads(&keys);
+        for comment in comments {
+            let key = (comment.author.clone(), comment.at.timestamp_millis());
+            if let Some(head) = pinned.get(&key) {
+                comment.head_sha = head.clone();
+            }
+        }
+        Ok(())
+    }
+
     /// Records that the policy could not be used.
     pub async fn record_invalid_policy(
         &self,

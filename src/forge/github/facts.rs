@@ -61,6 +61,18 @@ pub enum PolicyAt {
     Invalid(PolicyErrors, String),
 }
 
+impl PolicyAt {
+    /// A policy file's text, parsed and fingerprinted (the SHA-256 of the text is recorded
+    /// with every decision made under it).
+    pub fn parse(text: &str) -> PolicyAt {
+        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        match parse_policy(text) {
+            Ok(policy) => PolicyAt::Valid(Arc::new(policy), sha),
+            Err(errors) => PolicyAt::Invalid(errors, sha),
+        }
+    }
+}
+
 /// A pull request as GitHub describes it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullRequest {
@@ -290,11 +302,7 @@ impl Gatherer<'_> {
         if let Some(parsed) = lock(&self.caches.policies).get(&text) {
             return Ok(parsed.clone());
         }
-        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
-        let parsed = match parse_policy(&text) {
-            Ok(policy) => PolicyAt::Valid(Arc::new(policy), sha),
-            Err(errors) => PolicyAt::Invalid(errors, sha),
-        };
+        let parsed = PolicyAt::parse(&text);
         lock(&self.caches.policies).insert(text, parsed.clone());
         Ok(parsed)
     }

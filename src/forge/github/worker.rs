@@ -343,19 +343,10 @@ impl GithubWorker {
         };
         let mut gathered = gathered;
         if let Some(audit) = &self.audit {
-            // Commands stay bound to the head they were first judged for.
-            let keys = audit
-                .ledger
-                .recorded_keys(repo, job.number)
+            audit
+                .pin_command_heads(repo, job.number, &mut gathered.facts.comments)
                 .await
                 .map_err(ledger_error)?;
-            let pinned = crate::ledger::decide::pinned_heads(&keys);
-            for comment in &mut gathered.facts.comments {
-                let key = (comment.author.clone(), comment.at.timestamp_millis());
-                if let Some(head) = pinned.get(&key) {
-                    comment.head_sha = head.clone();
-                }
-            }
         }
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);

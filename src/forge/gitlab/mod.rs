@@ -4,3 +4,4 @@
 pub mod api;
 pub mod facts;
 pub mod publish;
+pub mod worker;

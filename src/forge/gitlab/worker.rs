@@ -1,0 +1,413 @@
+//! The GitLab worker: queues the merge requests an accepted delivery concerns, and when the
+//! queue's runner hands one back, re-evaluates it with the same policy engine, ledger and
+//! templates as on GitHub: gather facts, decide, record, publish a commit status and one
+//! sticky note.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use chrono::Utc;
+use tokio::sync::OnceCell;
+use tracing::Instrument as _;
+
+use super::api::{GitlabApi, GitlabError, MergeRequest, StatusState, UserRef};
+use super::facts::{GatherError, gather};
+use super::publish::{publish_status, status_state, upsert_note};
+use crate::config::JobSettings;
+use crate::event::{Delivery, Event};
+use crate::forge::github::facts::PolicyAt;
+use crate::forge::github::publish::Conclusion;
+use crate::metrics::Metrics;
+use crate::policy::evaluate;
+use crate::policy::model::POLICY_PATH;
+use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
+use crate::queue::{Claim, JobQueue, NewJob};
+use crate::render::{self, Renderer};
+use crate::sink::{AcceptFuture, EventSink, SinkError};
+
+/// A merge request to (re-)evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Job {
+    /// The project's numeric id.
+    pub project: u64,
+    /// Its path (`group/sub/project`), for the ledger and logs.
+    pub path: String,
+    /// The merge request's iid.
+    pub iid: u64,
+    /// Publish "evaluating" first (the target branch changed).
+    pub reset_first: bool,
+    /// The delivery that asked for it (recorded in the ledger).
+    pub delivery: Option<String>,
+}
+
+/// The prefix of GitLab changes' queue keys.
+pub const CHANGE_KEY_PREFIX: &str = "gitlab:";
+
+fn change_key(job: &Job) -> String {
+    format!("{CHANGE_KEY_PREFIX}{}#{}", job.path, job.iid)
+}
+
+/// How the worker is set up.
+pub struct WorkerOptions {
+    /// Name of the commit status.
+    pub check_name: String,
+    /// The org-wide policy for projects without one.
+    pub default_policy: Option<Arc<crate::policy::Policy>>,
+    /// The ledger every decision is recorded in.
+    pub audit: Option<Arc<crate::ledger::Audit>>,
+    /// The durable queue.
+    pub queue: JobQueue,
+    /// Concurrency, lease and give-up bound.
+    pub jobs: JobSettings,
+    /// Where queue figures go.
+    pub metrics: Metrics,
+}
+
+/// Shared state of the GitLab worker.
+pub struct GitlabWorker {
+    api: GitlabApi,
+    identity: OnceCell<UserRef>,
+    check_name: String,
+    default_policy: Option<Arc<crate::policy::Policy>>,
+    audit: Option<Arc<crate::ledger::Audit>>,
+    /// Parsed policies by text (parsing a large policy takes milliseconds).
+    policies: Mutex<HashMap<String, PolicyAt>>,
+    runner: OnceLock<Arc<Runner>>,
+}
+
+impl GitlabWorker {
+    /// Creates the worker and the claim loops that feed it.
+    pub fn start(api: GitlabApi, options: WorkerOptions) -> Arc<GitlabWorker> {
+        let worker = Arc::new(GitlabWorker {
+            api,
+            identity: OnceCell::new(),
+            check_name: options.check_name,
+            default_policy: options.default_policy,
+            audit: options.audit,
+            policies: Mutex::new(HashMap::new()),
+            runner: OnceLock::new(),
+        });
+        let evaluator: Arc<dyn Evaluator> = worker.clone();
+        let runner = Runner::start(
+            options.queue,
+            options.jobs,
+            options.metrics,
+            vec![(CHANGE_KEY_PREFIX.to_owned(), evaluator)],
+        );
+        let _ = worker.runner.set(runner);
+        worker
+    }
+
+    fn runner(&self) -> &Runner {
+        self.runner
+            .get()
+            .unwrap_or_else(|| unreachable!("the runner is set in `start`"))
+    }
+
+    /// Waits until nothing is queued or running (for tests).
+    pub async fn settle(&self) {
+        self.runner().settle().await;
+    }
+
+    /// Stops claiming work and waits up to `timeout` for the evaluations in flight.
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.runner().drain(timeout).await
+    }
+
+    async fn identity(&self) -> Result<&UserRef, GitlabError> {
+        self.identity
+            .get_or_try_init(|| self.api.current_user())
+            .await
+    }
+
+    /// The merge requests a delivery concerns (none for events tollgate does not act on, and
+    /// none for notes tollgate wrote itself).
+    pub fn jobs_for(&self, delivery: &Delivery) -> Vec<Job> {
+        let job = |change: &crate::event::ChangeRef, reset_first| Job {
+            project: change.repo.id,
+            path: change.repo.name.to_string(),
+            iid: change.number.0,
+            reset_first,
+            delivery: delivery.id.as_ref().map(|d| d.to_string()),
+        };
+        match &delivery.event {
+            Event::ChangeUpdated(update) => {
+                let retarget =
+                    matches!(update.action, crate::event::ChangeAction::Retargeted { .. });
+                vec![job(&update.change, retarget)]
+            }
+            Event::Review(review) => vec![job(&review.change, false)],
+            Event::CommentCreated(comment) => {
+                let own = self.identity.get().is_some_and(|identity| {
+                    comment
+                        .author
+                        .login
+                        .as_str()
+                        .eq_ignore_ascii_case(&identity.username)
+                });
+                if own
+                    || !comment
+                        .body
+                        .contains(crate::policy::commands::COMMAND_PREFIX)
+                {
+                    Vec::new()
+                } else {
+                    vec![job(&comment.change, false)]
+                }
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
+        let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let mut new = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            new.push(NewJob {
+                delivery_id: delivery.clone(),
+                change_key: change_key(job),
+                payload: serde_json::to_string(job).map_err(|e| SinkError(e.to_string()))?,
+            });
+        }
+        self.runner()
+            .submit(new)
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
+        let jobs: Vec<Job> = claim
+            .jobs
+            .iter()
+            .filter_map(|queued| serde_json::from_str(&queued.payload).ok())
+            .collect();
+        let Some(mut job) = jobs.last().cloned() else {
+            return Ok(());
+        };
+        job.reset_first = jobs.iter().any(|j| j.reset_first);
+        let span = tracing::info_span!("evaluate", project = %job.path, iid = job.iid);
+        self.process(&job)
+            .instrument(span)
+            .await
+            .map_err(|error| Failure {
+                wait_at_least: error.rate_limit_wait(),
+                message: error.to_string(),
+            })
+    }
+
+    /// Evaluates one merge request and publishes the result. Whatever fails, the head is left
+    /// with a failed status saying so, never with an earlier result.
+    pub async fn process(&self, job: &Job) -> Result<(), GitlabError> {
+        let bot = self.identity().await?.clone();
+        let mr = self.api.merge_request(job.project, job.iid).await?;
+        if mr.state != "opened" {
+            return Ok(());
+        }
+        let outcome = self.decide_and_publish(job, &mr, &bot).await;
+        if let Err(error) = &outcome
+            && let Some(sha) = head_of(&mr)
+        {
+            let description = format!("tollgate could not evaluate this change: {error}");
+            let _ = self
+                .status(job, sha, StatusState::Failed, &description)
+                .await;
+        }
+        outcome
+    }
+
+    async fn status(
+        &self,
+        job: &Job,
+        sha: &str,
+        state: StatusState,
+        description: &str,
+    ) -> Result<(), GitlabError> {
+        publish_status(
+            &self.api,
+            job.project,
+            sha,
+            state,
+            &self.check_name,
+            description,
+            None,
+        )
+        .await
+    }
+
+    async fn policy(&self, project: u64, base_sha: &str) -> Result<PolicyAt, GitlabError> {
+        let Some(text) = self.api.raw_file(project, POLICY_PATH, base_sha).await? else {
+            return Ok(PolicyAt::Absent);
+        };
+        let mut cache = self.policies.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(cache
+            .entry(text)
+            .or_insert_with_key(|text| PolicyAt::parse(text))
+            .clone())
+    }
+
+    async fn decide_and_publish(
+        &self,
+        job: &Job,
+        mr: &MergeRequest,
+        bot: &UserRef,
+    ) -> Result<(), GitlabError> {
+        let Some(refs) = &mr.diff_refs else {
+            // GitLab computes the diff in the background: try again shortly.
+            return Err(GitlabError::Setup(
+                "GitLab has not computed the merge request's diff yet".to_owned(),
+            ));
+        };
+        let sha = refs.head_sha.as_str();
+        let mut context = crate::ledger::decide::Context {
+            forge: "gitlab".to_owned(),
+            repo: job.path.clone(),
+            number: job.iid,
+            head_sha: sha.to_owned(),
+            base_sha: refs.base_sha.clone(),
+            policy_sha: None,
+            delivery: job.delivery.clone(),
+            time_ms: Utc::now().timestamp_millis(),
+        };
+        let policy = match self.policy(job.project, &refs.base_sha).await? {
+            PolicyAt::Absent => match &self.default_policy {
+                Some(policy) => Arc::clone(policy),
+                None => return Ok(()),
+            },
+            PolicyAt::Invalid(errors, policy_sha) => {
+                let errors = errors.render(POLICY_PATH);
+                context.policy_sha = Some(policy_sha);
+                if let Some(audit) = &self.audit {
+                    audit
+                        .record_invalid_policy(&context, &errors)
+                        .await
+                        .map_err(ledger_error)?;
+                }
+                let first = errors.lines().next().unwrap_or("");
+                let description = format!("Invalid .governance.toml: {first}");
+                return self
+                    .status(job, sha, StatusState::Failed, &description)
+                    .await;
+            }
+            PolicyAt::Valid(policy, policy_sha) => {
+                context.policy_sha = Some(policy_sha);
+                policy
+            }
+        };
+        // An ungoverned target branch gets no status at all, never a green one.
+        if !policy.governed_branches.matches(&mr.target_branch) {
+            return Ok(());
+        }
+        if job.reset_first {
+            let description = format!("Evaluating for target branch {}", mr.target_branch);
+            self.status(job, sha, StatusState::Pending, &description)
+                .await?;
+        }
+        let mut gathered = match gather(&self.api, job.project, mr, &policy, bot, Utc::now()).await
+        {
+            Ok(gathered) => gathered,
+            Err(GatherError::Api(error)) => return Err(error),
+            Err(GatherError::DiffNotReady) => {
+                return Err(GitlabError::Setup(
+                    "GitLab has not computed the merge request's diff yet".to_owned(),
+                ));
+            }
+            Err(error) => {
+                let description = format!("tollgate could not evaluate this change: {error}");
+                return self
+                    .status(job, sha, StatusState::Failed, &description)
+                    .await;
+            }
+        };
+        if let Some(audit) = &self.audit {
+            audit
+                .pin_command_heads(&job.path, job.iid, &mut gathered.facts.comments)
+                .await
+                .map_err(ledger_error)?;
+        }
+        let facts = &gathered.facts;
+        let decision = evaluate(&policy, facts);
+        // Recorded before anything is published: no result without its signed record.
+        let records = match &self.audit {
+            Some(audit) => audit
+                .record(&decision, &context)
+                .await
+                .map_err(ledger_error)?,
+            None => Vec::new(),
+        };
+        let renderer =
+            Renderer::new(&[]).unwrap_or_else(|_| unreachable!("the built-in templates are valid"));
+        let note = renderer
+            .comment(&decision, facts, &records)
+            .map_err(|error| {
+                GitlabError::Setup(format!("cannot render the merge request note: {error}"))
+            })?;
+        tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
+        let state = status_state(Conclusion::of(&decision));
+        self.status(job, sha, state, &render::headline(&decision))
+            .await?;
+        if decision.tier.is_some() {
+            upsert_note(&self.api, job.project, job.iid, bot, &note, &gathered.notes).await?;
+        }
+        Ok(())
+    }
+}
+
+fn head_of(mr: &MergeRequest) -> Option<&str> {
+    mr.diff_refs
+        .as_ref()
+        .map(|r| r.head_sha.as_str())
+        .or(mr.sha.as_deref())
+}
+
+fn ledger_error(error: crate::ledger::store::StoreError) -> GitlabError {
+    GitlabError::Setup(format!("the audit ledger: {error}"))
+}
+
+impl Evaluator for GitlabWorker {
+    fn evaluate<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(self.evaluate_claim(claim))
+    }
+
+    fn report_gave_up<'a>(
+        &'a self,
+        claim: &'a Claim,
+        failure: &'a Failure,
+        attempts: i64,
+        _failing_for: std::time::Duration,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(job) = claim
+                .jobs
+                .iter()
+                .rev()
+                .find_map(|queued| serde_json::from_str::<Job>(&queued.payload).ok())
+            else {
+                return;
+            };
+            let Ok(mr) = self.api.merge_request(job.project, job.iid).await else {
+                return;
+            };
+            if let Some(sha) = head_of(&mr) {
+                let description = format!(
+                    "tollgate gave up after {attempts} attempts: {}; run `tollgate jobs retry`",
+                    failure.message
+                );
+                let _ = self
+                    .status(&job, sha, StatusState::Failed, &description)
+                    .await;
+            }
+        })
+    }
+}
+
+/// The GitLab worker as the intake's sink.
+pub struct GitlabSink(pub Arc<GitlabWorker>);
+
+impl EventSink for GitlabSink {
+    fn accept(&self, delivery: Delivery) -> AcceptFuture<'_> {
+        Box::pin(async move {
+            let id = delivery.id.as_ref().map(|d| d.as_str());
+            self.0.enqueue(self.0.jobs_for(&delivery), id).await
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! GitLab end to end, in process: signed (token) Merge Request Hook and Note Hook deliveries
+//! go through intake into the durable queue; the GitLab worker gathers the merge request's
+//! facts from the fake GitLab, decides with the same policy engine, records the decision in the
+//! ledger (`forge = gitlab`) and publishes a commit status and one sticky note.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tollgate::config::JobSettings;
+use tollgate::forge::gitlab::api::GitlabApi;
+use tollgate::forge::gitlab::worker::{GitlabSink, GitlabWorker, WorkerOptions};
+use tollgate::intake::{IntakeSecrets, IntakeState};
+use tollgate::metrics::Metrics;
+use tollgate::queue::JobQueue;
+use tollgate::render::COMMENT_MARKER;
+
+use common::fake_gitlab::{CommitSpec, DEVELOPER, FakeGitLab, FileChange, MrSpec};
+use common::{GITLAB_TOKEN, TestApp, gitlab_request};
+
+const PROJECT: &str = "acme/fraud-model";
+const BASE: &str = "base000000000000000000000000000000000000";
+const POLICY: &str = r#"
+version = 1
+governed_branches = ["main"]
+[roles]
+approver = ["@acme/ml-leads"]
+[[classify]]
+kind  = "model_artifact"
+paths = ["models/**/*.onnx"]
+[risk.high]
+kinds = ["model_artifact"]
+[tiers.high]
+sign_offs = ["approver"]
+[tiers.low]
+sign_offs = []
+"#;
+
+struct Tester {
+    fake: FakeGitLab,
+    app: TestApp,
+    worker: Arc<GitlabWorker>,
+    audit: Arc<tollgate::ledger::Audit>,
+    project: u64,
+    _db: tempfile::TempDir,
+}
+
+impl Tester {
+    async fn new() -> Tester {
+        let fake = FakeGitLab::start().await;
+        let token = fake.set_bot("tollgate-bot");
+        let project = fake.create_project(PROJECT);
+        fake.add_project_member(PROJECT, "tollgate-bot", DEVELOPER);
+        fake.set_file(PROJECT, BASE, ".governance.toml", POLICY);
+        fake.add_group("acme/ml-leads");
+        fake.add_group_member("acme/ml-leads", "lena", DEVELOPER);
+        fake.add_project_member(PROJECT, "lena", DEVELOPER);
+        fake.add_project_member(PROJECT, "alice", DEVELOPER);
+        fake.open_mr(
+            PROJECT,
+            MrSpec {
+                iid: 7,
+                author: "alice".to_owned(),
+                base_sha: BASE.to_owned(),
+                commits: vec![CommitSpec::new(
+                    "head1",
+                    "alice",
+                    vec![FileChange::added("models/fraud/v2/model.onnx", "w")],
+                )],
+                ..MrSpec::default()
+            },
+        );
+        let db = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", db.path().join("ledger.db").display());
+        let audit = Arc::new(tollgate::ledger::Audit {
+            ledger: tollgate::ledger::store::Ledger::open(&url).await.unwrap(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+        });
+        let api = GitlabApi::new(&fake.url().parse().unwrap(), &SecretString::from(token)).unwrap();
+        let metrics = Metrics::new();
+        let worker = GitlabWorker::start(
+            api,
+            WorkerOptions {
+                check_name: "tollgate".to_owned(),
+                default_policy: None,
+                audit: Some(Arc::clone(&audit)),
+                queue: JobQueue::new(audit.ledger.pool().clone()),
+                jobs: JobSettings::default(),
+                metrics: metrics.clone(),
+            },
+        );
+        let secrets = IntakeSecrets {
+            github: vec![],
+            gitlab: vec![SecretString::from(GITLAB_TOKEN)],
+        };
+        let state = IntakeState::new(
+            secrets,
+            metrics.clone(),
+            Arc::new(GitlabSink(Arc::clone(&worker))),
+        );
+        let app = TestApp {
+            router: tollgate::server::router(state, metrics.clone()),
+            sink: Arc::default(),
+            metrics,
+        };
+        Tester {
+            fake,
+            app,
+            worker,
+            audit,
+            project,
+            _db: db,
+        }
+    }
+
+    fn mr_hook(&self, action: &str) -> Value {
+        json!({
+            "object_kind": "merge_request",
+            "event_type": "merge_request",
+            "user": {"id": 1, "username": "alice", "name": "Alice"},
+            "project": {"id": self.project, "path_with_namespace": PROJECT},
+            "object_attributes": {
+                "iid": 7, "action": action, "source_branch": "feature", "target_branch": "main",
+                "author_id": 1, "title": "Fraud v2", "description": "",
+                "last_commit": {"id": "head1"}, "diff_refs": {"base_sha": BASE},
+            },
+            "labels": [],
+        })
+    }
+
+    fn note_hook(&self, author: &str, body: &str) -> Value {
+        json!({
+            "object_kind": "note",
+            "event_type": "note",
+            "user": {"id": 2, "username": author, "name": author},
+            "project": {"id": self.project, "path_with_namespace": PROJECT},
+            "object_attributes": {"id": 99, "note": body, "noteable_type": "MergeRequest"},
+            "merge_request": {"iid": 7},
+        })
+    }
+
+    async fn deliver(&self, event: &str, uuid: &str, payload: &Value) {
+        let body = serde_json::to_vec(payload).unwrap();
+        let (status, text) = self
+            .app
+            .send(gitlab_request(event, uuid, body, GITLAB_TOKEN))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.worker.settle())
+            .await
+            .expect("the worker settles");
+    }
+
+    fn head(&self) -> String {
+        self.fake.versions(PROJECT, 7)[0].head_commit_sha.clone()
+    }
+
+    fn tollgate_notes(&self) -> Vec<String> {
+        self.fake
+            .notes(PROJECT, 7)
+            .into_iter()
+            .filter(|n| n.author == "tollgate-bot" && n.body.contains(COMMENT_MARKER))
+            .map(|n| n.body)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_merge_request_is_gated_until_its_sign_off_then_passes_with_one_note() {
+    let t = Tester::new().await;
+    t.deliver("Merge Request Hook", "u-1", &t.mr_hook("open"))
+        .await;
+    let head = t.head();
+    assert_eq!(
+        t.fake.status_history(PROJECT, &head, "tollgate"),
+        ["failed"]
+    );
+    assert_eq!(t.tollgate_notes().len(), 1);
+
+    // The author's own approval does not count: never a success.
+    t.fake.approve(PROJECT, 7, "alice");
+    t.deliver("Merge Request Hook", "u-2", &t.mr_hook("approved"))
+        .await;
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert!(history.iter().all(|s| s == "failed"), "{history:?}");
+
+    // A lead's does; a redelivery changes nothing; still one note.
+    t.fake.approve(PROJECT, 7, "lena");
+    t.deliver("Merge Request Hook", "u-3", &t.mr_hook("approved"))
+        .await;
+    t.deliver("Merge Request Hook", "u-3", &t.mr_hook("approved"))
+        .await;
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("success"),
+        "{history:?}"
+    );
+    assert_eq!(t.tollgate_notes().len(), 1);
+
+    // A command in a note is a delivery too.
+    t.deliver(
+        "Note Hook",
+        "u-4",
+        &t.note_hook("lena", "/tollgate recheck"),
+    )
+    .await;
+    assert_eq!(t.tollgate_notes().len(), 1);
+
+    // The decisions are in the ledger, as GitLab's.
+    let records = t.audit.ledger.records(Some(PROJECT)).await.unwrap();
+    assert!(!records.is_empty());
+    let body: Value = serde_json::from_str(&records[0].body).unwrap();
+    assert_eq!(body["forge"], "gitlab", "{body}");
+}
