@@ -28,6 +28,7 @@ version = 1
 governed_branches = ["main"]
 [roles]
 approver = ["@acme/ml-leads"]
+on_call = ["olga"]
 [[classify]]
 kind  = "model_artifact"
 paths = ["models/**/*.onnx"]
@@ -37,6 +38,10 @@ kinds = ["model_artifact"]
 sign_offs = ["approver"]
 [tiers.low]
 sign_offs = []
+[emergency]
+approvers = ["on_call"]
+ticket = "INC-[0-9]+"
+expires_hours = 24
 "#;
 
 struct Tester {
@@ -59,6 +64,8 @@ impl Tester {
         fake.add_group_member("acme/ml-leads", "lena", DEVELOPER);
         fake.add_project_member(PROJECT, "lena", DEVELOPER);
         fake.add_project_member(PROJECT, "alice", DEVELOPER);
+        fake.add_project_member(PROJECT, "olga", DEVELOPER);
+        fake.add_project_member(PROJECT, "dana", DEVELOPER);
         fake.open_mr(
             PROJECT,
             MrSpec {
@@ -155,7 +162,9 @@ impl Tester {
     }
 
     fn head(&self) -> String {
-        self.fake.versions(PROJECT, 7)[0].head_commit_sha.clone()
+        let versions = self.fake.versions(PROJECT, 7);
+        let newest = versions.iter().max_by_key(|v| v.id).expect("a version");
+        newest.head_commit_sha.clone()
     }
 
     fn tollgate_notes(&self) -> Vec<String> {
@@ -215,4 +224,99 @@ async fn a_merge_request_is_gated_until_its_sign_off_then_passes_with_one_note()
     assert!(!records.is_empty());
     let body: Value = serde_json::from_str(&records[0].body).unwrap();
     assert_eq!(body["forge"], "gitlab", "{body}");
+}
+
+#[tokio::test]
+async fn a_bypass_is_honoured_for_on_call_with_a_ticket_and_refused_otherwise() {
+    let t = Tester::new().await;
+    t.deliver("Merge Request Hook", "u-1", &t.mr_hook("open"))
+        .await;
+    let head = t.head();
+    // Not on call: refused, and the note says why.
+    t.fake.add_note(
+        PROJECT,
+        7,
+        "dana",
+        "/tollgate bypass INC-42 conversion dropped",
+    );
+    t.deliver(
+        "Note Hook",
+        "u-2",
+        &t.note_hook("dana", "/tollgate bypass INC-42 conversion dropped"),
+    )
+    .await;
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert!(history.iter().all(|s| s == "failed"), "{history:?}");
+    assert!(
+        t.tollgate_notes()[0].contains("bypass refused"),
+        "{}",
+        t.tollgate_notes()[0]
+    );
+    // On call but a ticket that does not match: refused.
+    t.fake.add_note(
+        PROJECT,
+        7,
+        "olga",
+        "/tollgate bypass JIRA-1 conversion dropped",
+    );
+    t.deliver(
+        "Note Hook",
+        "u-3",
+        &t.note_hook("olga", "/tollgate bypass JIRA-1 conversion dropped"),
+    )
+    .await;
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert!(history.iter().all(|s| s == "failed"), "{history:?}");
+    // On call, with a ticket and a reason: the merge request may merge, and it is on record.
+    t.fake.add_note(
+        PROJECT,
+        7,
+        "olga",
+        "/tollgate bypass INC-42 conversion dropped 10%",
+    );
+    t.deliver(
+        "Note Hook",
+        "u-4",
+        &t.note_hook("olga", "/tollgate bypass INC-42 conversion dropped 10%"),
+    )
+    .await;
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("success"),
+        "{history:?}"
+    );
+    assert_eq!(t.tollgate_notes().len(), 1);
+    let records = t.audit.ledger.records(Some(PROJECT)).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.body.contains("INC-42") && r.body.contains("olga")),
+        "the bypass is a signed record"
+    );
+}
+
+#[tokio::test]
+async fn the_policy_is_read_at_the_base_even_when_the_merge_request_edits_it() {
+    let t = Tester::new().await;
+    // The merge request tries to drop its own gate.
+    t.fake.push(
+        PROJECT,
+        7,
+        CommitSpec::new(
+            "head2",
+            "alice",
+            vec![FileChange::modified(
+                ".governance.toml",
+                "version = 1\n[tiers.low]\nsign_offs = []\n",
+            )],
+        ),
+    );
+    t.deliver("Merge Request Hook", "u-1", &t.mr_hook("update"))
+        .await;
+    let head = t.head();
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert_eq!(head, "head2");
+    assert!(!history.is_empty());
+    assert!(history.iter().all(|s| s == "failed"), "{history:?}");
 }
