@@ -287,6 +287,29 @@ async fn a_bypass_is_honoured_for_on_call_with_a_ticket_and_refused_otherwise() 
         "{history:?}"
     );
     assert_eq!(t.tollgate_notes().len(), 1);
+    // Each refused command got one reply saying why, however often the change was evaluated.
+    let replies: Vec<String> = t
+        .fake
+        .notes(PROJECT, 7)
+        .into_iter()
+        .filter(|n| n.author == "tollgate-bot" && n.body.contains("was refused"))
+        .map(|n| n.body)
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:#?}");
+    assert!(
+        replies[0].contains("@dana") && replies[0].contains("on_call"),
+        "{replies:#?}"
+    );
+    assert!(
+        replies[1].contains("@olga") && replies[1].contains("INC-"),
+        "{replies:#?}"
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.lines().all(|l| !l.starts_with('/'))),
+        "{replies:#?}"
+    );
     let records = t.audit.ledger.records(Some(PROJECT)).await.unwrap();
     assert!(
         records

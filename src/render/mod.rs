@@ -482,3 +482,55 @@ fn first_line_after(text: &str, heading: &str) -> Option<String> {
         .find(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.chars().take(200).collect())
 }
+
+/// A comment already on the change, as the forge lists it (for answering refused commands).
+#[derive(Debug, Clone, Copy)]
+pub struct Posted<'a> {
+    /// Its id on the forge.
+    pub id: u64,
+    /// Its author's login.
+    pub author: &'a str,
+    /// Its text.
+    pub body: &'a str,
+    /// When it was created.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Marks tollgate's reply to one comment, so each refused command is answered once, however
+/// often the change is evaluated (the mark lives on the forge, not in tollgate's memory).
+fn reply_marker(comment_id: u64) -> String {
+    format!("<!-- tollgate:reply:{comment_id} -->")
+}
+
+/// The replies still owed: one per refused command that tollgate (`is_own` author) has not
+/// answered yet, saying why it was refused (and so who may).
+pub fn refusal_replies(
+    commands: &[crate::policy::decision::CommandRecord],
+    existing: &[Posted<'_>],
+    is_own: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut replies = Vec::new();
+    for command in commands.iter().filter(|c| !c.honoured) {
+        let Some(source) = existing
+            .iter()
+            .find(|c| c.author == command.author && c.at == command.at)
+        else {
+            continue;
+        };
+        let marker = reply_marker(source.id);
+        if existing
+            .iter()
+            .any(|c| is_own(c.author) && c.body.contains(&marker))
+        {
+            continue;
+        }
+        // The command is quoted mid-line, so no line of the reply starts with a command.
+        replies.push(format!(
+            "{marker}\n@{} your command `{}` was refused: {}",
+            command.author,
+            command.command.replace('`', "'"),
+            escape_markdown(&command.note)
+        ));
+    }
+    replies
+}

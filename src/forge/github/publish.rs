@@ -295,12 +295,6 @@ pub async fn upsert_comment(
     }
 }
 
-/// Marks tollgate's reply to one comment, so each refused command is answered once, however
-/// often the pull request is evaluated (the mark lives on GitHub, not in tollgate's memory).
-fn reply_marker(comment_id: u64) -> String {
-    format!("<!-- tollgate:reply:{comment_id} -->")
-}
-
 /// Replies to every refused command that has no reply yet, saying why (and so who may).
 pub async fn reply_to_refused_commands(
     client: &Octocrab,
@@ -310,27 +304,17 @@ pub async fn reply_to_refused_commands(
     commands: &[crate::policy::decision::CommandRecord],
     existing: &[ExistingComment],
 ) -> Result<(), ApiError> {
-    for command in commands.iter().filter(|c| !c.honoured) {
-        let Some(source) = existing
-            .iter()
-            .find(|c| c.author == command.author && c.at == command.at)
-        else {
-            continue;
-        };
-        let marker = reply_marker(source.id);
-        let answered = existing
-            .iter()
-            .any(|c| c.author.eq_ignore_ascii_case(&identity.login) && c.body.contains(&marker));
-        if answered {
-            continue;
-        }
-        // The command is quoted mid-line, so no line of the reply starts with a command.
-        let body = format!(
-            "{marker}\n@{} your command `{}` was refused: {}",
-            command.author,
-            command.command.replace('`', "'"),
-            crate::render::escape_markdown(&command.note)
-        );
+    let posted: Vec<crate::render::Posted<'_>> = existing
+        .iter()
+        .map(|c| crate::render::Posted {
+            id: c.id,
+            author: &c.author,
+            body: &c.body,
+            at: c.at,
+        })
+        .collect();
+    let own = |author: &str| author.eq_ignore_ascii_case(&identity.login);
+    for body in crate::render::refusal_replies(commands, &posted, own) {
         let _: serde_json::Value = client
             .post(
                 format!("/repos/{repo}/issues/{number}/comments"),

@@ -81,6 +81,33 @@ pub async fn upsert_note(
     }
 }
 
+/// Replies to every refused command that has no reply yet, saying why (and so who may), as
+/// on GitHub.
+pub async fn reply_to_refused_commands(
+    api: &GitlabApi,
+    project: u64,
+    iid: u64,
+    bot: &UserRef,
+    commands: &[crate::policy::decision::CommandRecord],
+    existing: &[Note],
+) -> Result<(), GitlabError> {
+    let posted: Vec<crate::render::Posted<'_>> = existing
+        .iter()
+        .filter(|n| !n.system)
+        .map(|n| crate::render::Posted {
+            id: n.id,
+            author: &n.author.username,
+            body: &n.body,
+            at: n.created_at,
+        })
+        .collect();
+    let own = |author: &str| author == bot.username;
+    for body in crate::render::refusal_replies(commands, &posted, own) {
+        api.create_note(project, iid, &inert(&body)).await?;
+    }
+    Ok(())
+}
+
 /// Makes a note inert: GitLab runs a line that starts with `/` as a quick action (`/approve`,
 /// `/merge`) *as the note's author* — tollgate — and the note quotes text others wrote (the
 /// description's sections, commands, reasons). Such lines get a Markdown escape, which renders

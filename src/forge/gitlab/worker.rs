@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 
 use super::api::{GitlabApi, GitlabError, MergeRequest, StatusState, UserRef};
 use super::facts::{GatherError, gather};
-use super::publish::{publish_status, status_state, upsert_note};
+use super::publish::{publish_status, reply_to_refused_commands, status_state, upsert_note};
 use crate::config::JobSettings;
 use crate::event::{Delivery, Event};
 use crate::forge::github::facts::PolicyAt;
@@ -347,6 +347,15 @@ impl GitlabWorker {
             .await?;
         if decision.tier.is_some() {
             upsert_note(&self.api, job.project, job.iid, bot, &note, &gathered.notes).await?;
+            reply_to_refused_commands(
+                &self.api,
+                job.project,
+                job.iid,
+                bot,
+                &decision.commands,
+                &gathered.notes,
+            )
+            .await?;
         }
         Ok(())
     }
