@@ -343,3 +343,52 @@ async fn the_policy_is_read_at_the_base_even_when_the_merge_request_edits_it() {
     assert!(!history.is_empty());
     assert!(history.iter().all(|s| s == "failed"), "{history:?}");
 }
+
+#[tokio::test]
+async fn a_burst_of_deliveries_yields_one_note_and_a_status_linking_to_the_merge_request() {
+    use tower::ServiceExt as _;
+    let t = Tester::new().await;
+    let sends = (0..8).map(|n| {
+        let router = t.app.router.clone();
+        let body = serde_json::to_vec(&t.mr_hook(if n == 0 { "open" } else { "update" })).unwrap();
+        async move {
+            let request = gitlab_request(
+                "Merge Request Hook",
+                &format!("burst-{n}"),
+                body,
+                GITLAB_TOKEN,
+            );
+            router.oneshot(request).await.unwrap().status()
+        }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::ACCEPTED));
+    tokio::time::timeout(std::time::Duration::from_secs(20), t.worker.settle())
+        .await
+        .unwrap();
+    assert_eq!(t.tollgate_notes().len(), 1);
+    let head = t.head();
+    let status = t
+        .fake
+        .statuses(PROJECT, &head)
+        .into_iter()
+        .find(|s| s.name == "tollgate")
+        .expect("a tollgate status");
+    assert_eq!(status.state, "failed");
+    assert!(
+        status
+            .description
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("High risk"),
+        "{status:?}"
+    );
+    assert!(
+        status
+            .target_url
+            .as_deref()
+            .unwrap_or("")
+            .ends_with("/merge_requests/7"),
+        "{status:?}"
+    );
+}

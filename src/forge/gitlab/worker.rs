@@ -204,24 +204,26 @@ impl GitlabWorker {
             return Ok(());
         }
         let outcome = self.decide_and_publish(job, &mr, &bot).await;
-        if let Err(error) = &outcome
-            && let Some(sha) = head_of(&mr)
-        {
+        if let Err(error) = &outcome {
             let description = format!("tollgate could not evaluate this change: {error}");
             let _ = self
-                .status(job, sha, StatusState::Failed, &description)
+                .status(job, &mr, StatusState::Failed, &description)
                 .await;
         }
         outcome
     }
 
+    /// Sets tollgate's status on the merge request's head, linking to the merge request.
     async fn status(
         &self,
         job: &Job,
-        sha: &str,
+        mr: &MergeRequest,
         state: StatusState,
         description: &str,
     ) -> Result<(), GitlabError> {
+        let Some(sha) = head_of(mr) else {
+            return Ok(());
+        };
         publish_status(
             &self.api,
             job.project,
@@ -229,7 +231,7 @@ impl GitlabWorker {
             state,
             &self.check_name,
             description,
-            None,
+            Some(&mr.web_url),
         )
         .await
     }
@@ -285,7 +287,7 @@ impl GitlabWorker {
                 let first = errors.lines().next().unwrap_or("");
                 let description = format!("Invalid .governance.toml: {first}");
                 return self
-                    .status(job, sha, StatusState::Failed, &description)
+                    .status(job, mr, StatusState::Failed, &description)
                     .await;
             }
             PolicyAt::Valid(policy, policy_sha) => {
@@ -299,7 +301,7 @@ impl GitlabWorker {
         }
         if job.reset_first {
             let description = format!("Evaluating for target branch {}", mr.target_branch);
-            self.status(job, sha, StatusState::Pending, &description)
+            self.status(job, mr, StatusState::Pending, &description)
                 .await?;
         }
         let mut gathered = match gather(&self.api, job.project, mr, &policy, bot, Utc::now()).await
@@ -314,7 +316,7 @@ impl GitlabWorker {
             Err(error) => {
                 let description = format!("tollgate could not evaluate this change: {error}");
                 return self
-                    .status(job, sha, StatusState::Failed, &description)
+                    .status(job, mr, StatusState::Failed, &description)
                     .await;
             }
         };
@@ -343,7 +345,7 @@ impl GitlabWorker {
             })?;
         tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
         let state = status_state(Conclusion::of(&decision));
-        self.status(job, sha, state, &render::headline(&decision))
+        self.status(job, mr, state, &render::headline(&decision))
             .await?;
         if decision.tier.is_some() {
             upsert_note(&self.api, job.project, job.iid, bot, &note, &gathered.notes).await?;
@@ -396,15 +398,13 @@ impl Evaluator for GitlabWorker {
             let Ok(mr) = self.api.merge_request(job.project, job.iid).await else {
                 return;
             };
-            if let Some(sha) = head_of(&mr) {
-                let description = format!(
-                    "tollgate gave up after {attempts} attempts: {}; run `tollgate jobs retry`",
-                    failure.message
-                );
-                let _ = self
-                    .status(&job, sha, StatusState::Failed, &description)
-                    .await;
-            }
+            let description = format!(
+                "tollgate gave up after {attempts} attempts: {}; run `tollgate jobs retry`",
+                failure.message
+            );
+            let _ = self
+                .status(&job, &mr, StatusState::Failed, &description)
+                .await;
         })
     }
 }
