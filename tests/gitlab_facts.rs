@@ -155,3 +155,66 @@ async fn approvals_count_only_from_developers_in_the_role_and_go_stale_on_a_gove
     assert_eq!(authors, ["lena"]);
     assert_eq!(gathered.facts.comments[0].head_sha, gathered.facts.head_sha);
 }
+
+#[tokio::test]
+async fn whoever_pushed_to_the_merge_request_cannot_sign_it_off() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.set_bot("tollgate-bot");
+    let project = fake.create_project(PROJECT);
+    fake.add_project_member(PROJECT, "tollgate-bot", DEVELOPER);
+    fake.set_file(PROJECT, BASE, ".governance.toml", POLICY);
+    fake.add_group("acme/ml-leads");
+    fake.add_group_member("acme/ml-leads", "lena", DEVELOPER);
+    fake.add_project_member(PROJECT, "lena", DEVELOPER);
+    fake.add_project_member(PROJECT, "alice", DEVELOPER);
+    fake.open_mr(
+        PROJECT,
+        MrSpec {
+            iid: 7,
+            author: "alice".to_owned(),
+            base_sha: BASE.to_owned(),
+            commits: vec![CommitSpec::new(
+                "head1",
+                "alice",
+                vec![FileChange::added("models/fraud/v2/model.onnx", "w1")],
+            )],
+            ..MrSpec::default()
+        },
+    );
+    // lena pushes a commit whose git metadata names alice, then approves: she built part of
+    // the change, whatever git says.
+    fake.advance(TimeDelta::minutes(1));
+    fake.push_as(
+        PROJECT,
+        7,
+        "lena",
+        CommitSpec::new(
+            "head2",
+            "alice",
+            vec![FileChange::modified("models/fraud/v2/model.onnx", "w2")],
+        ),
+    );
+    fake.advance(TimeDelta::minutes(1));
+    fake.approve(PROJECT, 7, "lena");
+    let api = GitlabApi::new(&fake.url().parse().unwrap(), &SecretString::from(token)).unwrap();
+    let bot = api.current_user().await.unwrap();
+    let policy = parse_policy(POLICY).unwrap();
+    let mr = api.merge_request(project, 7).await.unwrap();
+    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now())
+        .await
+        .unwrap();
+    assert!(gathered.facts.commit_authors.contains("lena"));
+    let decision = evaluate(&policy, &gathered.facts);
+    assert!(
+        !matches!(decision.outcome, Outcome::Passed),
+        "{decision:#?}"
+    );
+    assert!(
+        decision
+            .ignored_approvals
+            .iter()
+            .any(|i| i.login == "lena" && matches!(i.reason, IgnoreReason::Contributor)),
+        "{:?}",
+        decision.ignored_approvals
+    );
+}

@@ -416,6 +416,7 @@ impl FakeGitLab {
             requests: Vec::new(),
             injections: Vec::new(),
             latency: std::time::Duration::ZERO,
+            pusher: None,
         }));
         Mock::given(any())
             .respond_with(Responder {
@@ -703,6 +704,17 @@ impl FakeGitLab {
     /// Pushes one commit onto a merge request's source branch (a new diff version).
     pub fn push(&self, project: &str, iid: u64, commit: CommitSpec) {
         self.push_commits(project, iid, vec![commit]);
+    }
+
+    /// Pushes one commit onto a merge request's source branch as `user` (GitLab's "added 1
+    /// commit" system note is theirs, whoever git names as the commit's author).
+    pub fn push_as(&self, project: &str, iid: u64, user: &str, commit: CommitSpec) {
+        {
+            let mut state = self.lock();
+            let id = state.user_entry(user);
+            state.pusher = Some(id);
+        }
+        self.push(project, iid, commit);
     }
 
     /// Pushes several commits (oldest first) onto a merge request's source branch at once:
@@ -1056,6 +1068,8 @@ struct State {
     injections: Vec<Injection>,
     /// Added to every answer (the state change happens at once; the answer comes later).
     latency: std::time::Duration,
+    /// Who makes the next push (its "added N commits" note is theirs); the author otherwise.
+    pusher: Option<u64>,
 }
 
 struct User {
@@ -1520,6 +1534,7 @@ impl State {
         opening: Option<u64>,
     ) -> String {
         let pushed_at = self.stamp();
+        let pusher = self.pusher.take();
         let repo = &mut self.project_mut(project).repo;
         let mut head = parent.clone();
         let mut pushed = Vec::new();
@@ -1571,7 +1586,7 @@ impl State {
                 }
             }
             if let Some(body) = note {
-                let author = mr.author;
+                let author = pusher.unwrap_or(mr.author);
                 mr.notes.push(Note {
                     id: note_id,
                     author,

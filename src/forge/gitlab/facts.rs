@@ -108,9 +108,7 @@ pub async fn gather(
         head_paths: BTreeSet::new(),
         reviews: Vec::new(),
         comments: Vec::new(),
-        // GitLab names commit authors by name and e-mail, not by user; the author of the
-        // merge request is the one person certainly involved.
-        commit_authors: BTreeSet::from([mr.author.username.clone()]),
+        commit_authors: contributors(mr, &notes),
         teams: BTreeMap::new(),
         write_access: BTreeSet::new(),
         now,
@@ -134,6 +132,31 @@ pub async fn gather(
     );
     people(api, project, policy, &ids, &mut facts).await?;
     Ok(Gathered { facts, notes })
+}
+
+/// Who built the change: the merge request's author and everyone who pushed to it (GitLab's
+/// "added N commits" system note is the pusher's). Git's author and committer names are
+/// whatever the committer wrote, so they are not taken as anyone's identity.
+fn contributors(mr: &MergeRequest, notes: &[Note]) -> BTreeSet<String> {
+    let mut people = BTreeSet::from([mr.author.username.clone()]);
+    people.extend(
+        notes
+            .iter()
+            .filter(|n| n.system && is_push_note(&n.body))
+            .map(|n| n.author.username.clone()),
+    );
+    people
+}
+
+/// GitLab's note for a push: "added 1 commit", "added 3 commits", followed by the list.
+fn is_push_note(body: &str) -> bool {
+    let first = body.lines().next().unwrap_or("");
+    let mut words = first.split_whitespace();
+    words.next() == Some("added")
+        && words.next().is_some_and(|n| n.parse::<u64>().is_ok())
+        && words
+            .next()
+            .is_some_and(|w| w == "commit" || w == "commits")
 }
 
 /// The head a push had made current at `at`: the newest version created by then.
