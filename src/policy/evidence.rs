@@ -51,18 +51,18 @@ pub fn check(
 fn in_body(title: &str, body: &str) -> EvidenceStatus {
     match section_state(body, title) {
         SectionState::Present => EvidenceStatus::Found {
-            locations: vec![format!("PR description, section \"{title}\"")],
+            locations: vec![format!("the description, section \"{title}\"")],
         },
         SectionState::Empty => EvidenceStatus::Missing {
-            problem: format!("the PR description's \"{title}\" section is empty"),
+            problem: format!("the description's \"{title}\" section is empty"),
             fix: format!(
-                "write the {} under the \"## {title}\" heading of the PR description",
+                "write the {} under the \"## {title}\" heading of the description",
                 title.to_lowercase()
             ),
         },
         SectionState::Missing => EvidenceStatus::Missing {
-            problem: format!("the PR description has no \"{title}\" section"),
-            fix: format!("add a \"## {title}\" section to the PR description"),
+            problem: format!("the description has no \"{title}\" section"),
+            fix: format!("add a \"## {title}\" section to the description"),
         },
     }
 }
