@@ -392,3 +392,23 @@ async fn a_burst_of_deliveries_yields_one_note_and_a_status_linking_to_the_merge
         "{status:?}"
     );
 }
+
+#[tokio::test]
+async fn a_project_can_override_the_note_template_on_its_base() {
+    let t = Tester::new().await;
+    t.fake.set_file(
+        PROJECT,
+        BASE,
+        ".gitlab/tollgate/comment.md.j2",
+        "Custom: {{ headline }}",
+    );
+    t.deliver("Merge Request Hook", "u-1", &t.mr_hook("open"))
+        .await;
+    let notes = t.tollgate_notes();
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0].starts_with(&format!("{COMMENT_MARKER}\nCustom: High risk")),
+        "{}",
+        notes[0]
+    );
+}

@@ -336,8 +336,7 @@ impl GitlabWorker {
                 .map_err(ledger_error)?,
             None => Vec::new(),
         };
-        let renderer =
-            Renderer::new(&[]).unwrap_or_else(|_| unreachable!("the built-in templates are valid"));
+        let renderer = self.renderer(job.project, &refs.base_sha).await?;
         let note = renderer
             .comment(&decision, facts, &records)
             .map_err(|error| {
@@ -362,6 +361,26 @@ impl GitlabWorker {
         Ok(())
     }
 }
+
+impl GitlabWorker {
+    /// The templates, with the project's overrides from its base (`.gitlab/tollgate/`).
+    async fn renderer(&self, project: u64, base_sha: &str) -> Result<Renderer, GitlabError> {
+        let mut overrides = Vec::new();
+        for name in [render::COMMENT_TEMPLATE, render::CHECK_TEMPLATE] {
+            let path = format!("{TEMPLATE_OVERRIDE_DIR}/{name}");
+            if let Some(text) = self.api.raw_file(project, &path, base_sha).await? {
+                overrides.push((name.to_owned(), text));
+            }
+        }
+        Ok(Renderer::new(&overrides).unwrap_or_else(|error| {
+            tracing::warn!(%error, "a template override is invalid; using the built-in templates");
+            Renderer::new(&[]).unwrap_or_else(|_| unreachable!("the built-in templates are valid"))
+        }))
+    }
+}
+
+/// Where templates a project overrides live on its base branch.
+const TEMPLATE_OVERRIDE_DIR: &str = ".gitlab/tollgate";
 
 fn head_of(mr: &MergeRequest) -> Option<&str> {
     mr.diff_refs
