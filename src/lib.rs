@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod policy;
 pub mod queue;
 pub mod render;
+pub mod schedule;
 pub mod server;
 pub mod sink;
 pub mod telemetry;
