@@ -90,6 +90,21 @@ impl Claim {
         self.jobs.iter().map(|j| j.attempts).max().unwrap_or(0)
     }
 
+    /// Its jobs' payloads, oldest first; one that cannot be read (written by another version)
+    /// is logged and skipped.
+    pub fn decode<J: serde::de::DeserializeOwned>(&self) -> Vec<J> {
+        self.jobs
+            .iter()
+            .filter_map(|queued| match serde_json::from_str(&queued.payload) {
+                Ok(job) => Some(job),
+                Err(error) => {
+                    tracing::error!(%error, job = queued.id, "a queued job cannot be read; skipping it");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Since when the change has been failing, if it has.
     pub fn failing_since_ms(&self) -> Option<i64> {
         self.jobs.iter().filter_map(|j| j.failing_since_ms).min()

@@ -3,3 +3,59 @@
 pub mod github;
 pub mod gitlab;
 pub mod plan;
+
+use std::sync::Arc;
+
+use sha2::Digest as _;
+
+use crate::event::{ChangeAction, ChangeRef, Event};
+use crate::policy::{Policy, PolicyErrors, parse_policy};
+
+/// The policy of a repository at a base commit.
+#[derive(Debug, Clone)]
+pub enum PolicyAt {
+    /// No `.governance.toml`: the repository is left alone.
+    Absent,
+    /// A valid policy, and the SHA-256 of its text (recorded with every decision).
+    Valid(Arc<Policy>, String),
+    /// A policy with errors (the check fails, naming them), and the SHA-256 of its text.
+    Invalid(PolicyErrors, String),
+}
+
+impl PolicyAt {
+    /// A policy file's text, parsed and fingerprinted (the SHA-256 of the text is recorded
+    /// with every decision made under it).
+    pub fn parse(text: &str) -> PolicyAt {
+        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        match parse_policy(text) {
+            Ok(policy) => PolicyAt::Valid(Arc::new(policy), sha),
+            Err(errors) => PolicyAt::Invalid(errors, sha),
+        }
+    }
+}
+
+/// The changes a delivery asks to re-evaluate, each with whether its result must be reset
+/// first (a retarget: no result computed for the old base may stand for the new one). Only
+/// commands in comments change a decision, and tollgate's own comments (`is_own` author) never
+/// loop back. Forge-specific events (GitHub's check re-requests) are the forge's to add.
+pub fn changes_to_evaluate(
+    event: &Event,
+    is_own: impl Fn(&str) -> bool,
+) -> Vec<(&ChangeRef, bool)> {
+    match event {
+        Event::ChangeUpdated(update) => {
+            let retarget = matches!(update.action, ChangeAction::Retargeted { .. });
+            vec![(&update.change, retarget)]
+        }
+        Event::Review(review) => vec![(&review.change, false)],
+        Event::CommentCreated(comment)
+            if !is_own(comment.author.login.as_str())
+                && comment
+                    .body
+                    .contains(crate::policy::commands::COMMAND_PREFIX) =>
+        {
+            vec![(&comment.change, false)]
+        }
+        _ => Vec::new(),
+    }
+}

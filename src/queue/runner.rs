@@ -129,6 +129,27 @@ impl Runner {
         Ok(())
     }
 
+    /// Queues the jobs of one delivery (serialised, each under the change key `key` gives it);
+    /// see [`Runner::submit`]. A delivery without an id cannot be recognised when redelivered;
+    /// it still is queued.
+    pub async fn queue_jobs<J: serde::Serialize>(
+        &self,
+        delivery: Option<&str>,
+        jobs: &[J],
+        key: impl Fn(&J) -> String,
+    ) -> Result<(), BatchError> {
+        let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let mut new = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            new.push(NewJob {
+                delivery_id: delivery.clone(),
+                change_key: key(job),
+                payload: serde_json::to_string(job).map_err(|e| BatchError(e.to_string()))?,
+            });
+        }
+        self.submit(new).await
+    }
+
     /// Waits until nothing is queued or running (for tests).
     pub async fn settle(&self) {
         loop {

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use octocrab::Octocrab;
 use serde::Deserialize;
-use sha2::Digest as _;
 
 use super::api::{self, ApiError, FileAt};
 use crate::forge::plan;
+use crate::policy::Policy;
 use crate::policy::facts::{ChangeFacts, ChangedFile, Comment, FileStatus, Review, ReviewVerdict};
 use crate::policy::model::POLICY_PATH;
-use crate::policy::{Policy, PolicyErrors, parse_policy};
 
 /// GitHub lists at most this many files of a pull request.
 pub const MAX_LISTED_FILES: usize = 3_000;
@@ -50,28 +49,7 @@ pub enum GatherError {
     },
 }
 
-/// The policy of a repository at a base commit.
-#[derive(Debug, Clone)]
-pub enum PolicyAt {
-    /// No `.governance.toml`: the repository is left alone.
-    Absent,
-    /// A valid policy, and the SHA-256 of its text (recorded with every decision).
-    Valid(Arc<Policy>, String),
-    /// A policy with errors (the check fails, naming them), and the SHA-256 of its text.
-    Invalid(PolicyErrors, String),
-}
-
-impl PolicyAt {
-    /// A policy file's text, parsed and fingerprinted (the SHA-256 of the text is recorded
-    /// with every decision made under it).
-    pub fn parse(text: &str) -> PolicyAt {
-        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
-        match parse_policy(text) {
-            Ok(policy) => PolicyAt::Valid(Arc::new(policy), sha),
-            Err(errors) => PolicyAt::Invalid(errors, sha),
-        }
-    }
-}
+pub use crate::forge::PolicyAt;
 
 /// A pull request as GitHub describes it.
 #[derive(Debug, Clone, Deserialize)]

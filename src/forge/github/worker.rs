@@ -19,7 +19,7 @@ use crate::event::{Delivery, Event, Forge, InstallationId};
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
-use crate::queue::{Claim, JobQueue, NewJob};
+use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
@@ -152,18 +152,8 @@ impl GithubWorker {
     /// Queues the jobs of one delivery durably: committed before this returns, together with
     /// whatever else arrived meanwhile; a redelivered delivery is not queued twice.
     async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
-        // A delivery without an id cannot be recognised when redelivered; it still is queued.
-        let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let mut new = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            new.push(NewJob {
-                delivery_id: delivery.clone(),
-                change_key: change_key(job),
-                payload: serde_json::to_string(job).map_err(|e| SinkError(e.to_string()))?,
-            });
-        }
         self.runner()
-            .submit(new)
+            .queue_jobs(delivery, &jobs, change_key)
             .await
             .map_err(|e| SinkError(e.to_string()))
     }
@@ -182,15 +172,7 @@ impl GithubWorker {
     /// Evaluates a claimed pull request: its jobs coalesce into one evaluation of its latest
     /// state.
     async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
-        let mut jobs = Vec::with_capacity(claim.jobs.len());
-        for queued in &claim.jobs {
-            match serde_json::from_str::<Job>(&queued.payload) {
-                Ok(job) => jobs.push(job),
-                Err(error) => {
-                    tracing::error!(%error, job = queued.id, "a queued job cannot be read; skipping it")
-                }
-            }
-        }
+        let jobs: Vec<Job> = claim.decode();
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
         };
@@ -219,12 +201,7 @@ impl GithubWorker {
         attempts: i64,
         failing_for: std::time::Duration,
     ) {
-        let Some(job) = claim
-            .jobs
-            .iter()
-            .rev()
-            .find_map(|queued| serde_json::from_str::<Job>(&queued.payload).ok())
-        else {
+        let Some(job) = claim.decode::<Job>().pop() else {
             return;
         };
         let published = async {
@@ -457,48 +434,27 @@ impl GithubWorker {
             reset_first,
             delivery: delivery.id.as_ref().map(|d| d.to_string()),
         };
-        match &delivery.event {
-            Event::ChangeUpdated(update) => {
-                let retarget =
-                    matches!(update.action, crate::event::ChangeAction::Retargeted { .. });
-                vec![job(&update.change, retarget)]
-            }
-            Event::Review(review) => vec![job(&review.change, false)],
-            Event::CommentCreated(comment) => {
-                // The identity is looked up by the worker, never here: intake must answer fast.
-                // Until it is known, a comment by tollgate itself costs one evaluation that
-                // finds nothing to change.
-                let own = self.identity.get().is_some_and(|identity| {
-                    comment
-                        .author
-                        .login
-                        .as_str()
-                        .eq_ignore_ascii_case(&identity.login)
-                });
-                // Only commands change a decision; tollgate's own comments never loop back.
-                if own
-                    || !comment
-                        .body
-                        .contains(crate::policy::commands::COMMAND_PREFIX)
-                {
-                    Vec::new()
-                } else {
-                    vec![job(&comment.change, false)]
-                }
-            }
-            Event::CheckRerequested(request) => request
-                .changes
-                .iter()
-                .map(|number| Job {
-                    repo: request.repo.name.to_string(),
-                    number: number.0,
-                    installation: request.repo.installation,
-                    reset_first: false,
-                    delivery: delivery.id.as_ref().map(|d| d.to_string()),
-                })
-                .collect(),
-            Event::Ping | Event::ChangeClosed(_) | Event::Ignored { .. } => Vec::new(),
+        // The identity is looked up by the worker, never here: intake must answer fast. Until it
+        // is known, a comment by tollgate itself costs one evaluation that finds nothing to do.
+        let own = |login: &str| {
+            self.identity
+                .get()
+                .is_some_and(|identity| login.eq_ignore_ascii_case(&identity.login))
+        };
+        let mut jobs: Vec<Job> = crate::forge::changes_to_evaluate(&delivery.event, own)
+            .into_iter()
+            .map(|(change, reset_first)| job(change, reset_first))
+            .collect();
+        if let Event::CheckRerequested(request) = &delivery.event {
+            jobs.extend(request.changes.iter().map(|number| Job {
+                repo: request.repo.name.to_string(),
+                number: number.0,
+                installation: request.repo.installation,
+                reset_first: false,
+                delivery: delivery.id.as_ref().map(|d| d.to_string()),
+            }));
         }
+        jobs
     }
 }
 

@@ -14,14 +14,14 @@ use super::api::{GitlabApi, GitlabError, MergeRequest, StatusState, UserRef};
 use super::facts::{GatherError, gather};
 use super::publish::{publish_status, reply_to_refused_commands, status_state, upsert_note};
 use crate::config::JobSettings;
-use crate::event::{Delivery, Event};
-use crate::forge::github::facts::PolicyAt;
+use crate::event::Delivery;
+use crate::forge::PolicyAt;
 use crate::forge::github::publish::Conclusion;
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::policy::model::POLICY_PATH;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
-use crate::queue::{Claim, JobQueue, NewJob};
+use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
@@ -130,57 +130,26 @@ impl GitlabWorker {
             reset_first,
             delivery: delivery.id.as_ref().map(|d| d.to_string()),
         };
-        match &delivery.event {
-            Event::ChangeUpdated(update) => {
-                let retarget =
-                    matches!(update.action, crate::event::ChangeAction::Retargeted { .. });
-                vec![job(&update.change, retarget)]
-            }
-            Event::Review(review) => vec![job(&review.change, false)],
-            Event::CommentCreated(comment) => {
-                let own = self.identity.get().is_some_and(|identity| {
-                    comment
-                        .author
-                        .login
-                        .as_str()
-                        .eq_ignore_ascii_case(&identity.username)
-                });
-                if own
-                    || !comment
-                        .body
-                        .contains(crate::policy::commands::COMMAND_PREFIX)
-                {
-                    Vec::new()
-                } else {
-                    vec![job(&comment.change, false)]
-                }
-            }
-            _ => Vec::new(),
-        }
+        let own = |login: &str| {
+            self.identity
+                .get()
+                .is_some_and(|identity| login.eq_ignore_ascii_case(&identity.username))
+        };
+        crate::forge::changes_to_evaluate(&delivery.event, own)
+            .into_iter()
+            .map(|(change, reset_first)| job(change, reset_first))
+            .collect()
     }
 
     async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
-        let delivery = delivery.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let mut new = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            new.push(NewJob {
-                delivery_id: delivery.clone(),
-                change_key: change_key(job),
-                payload: serde_json::to_string(job).map_err(|e| SinkError(e.to_string()))?,
-            });
-        }
         self.runner()
-            .submit(new)
+            .queue_jobs(delivery, &jobs, change_key)
             .await
             .map_err(|e| SinkError(e.to_string()))
     }
 
     async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
-        let jobs: Vec<Job> = claim
-            .jobs
-            .iter()
-            .filter_map(|queued| serde_json::from_str(&queued.payload).ok())
-            .collect();
+        let jobs: Vec<Job> = claim.decode();
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
         };
@@ -406,12 +375,7 @@ impl Evaluator for GitlabWorker {
         _failing_for: std::time::Duration,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let Some(job) = claim
-                .jobs
-                .iter()
-                .rev()
-                .find_map(|queued| serde_json::from_str::<Job>(&queued.payload).ok())
-            else {
+            let Some(job) = claim.decode::<Job>().pop() else {
                 return;
             };
             let Ok(mr) = self.api.merge_request(job.project, job.iid).await else {
