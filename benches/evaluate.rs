@@ -280,6 +280,8 @@ fn facts() -> ChangeFacts {
         )]),
         write_access: everyone,
         now: t0() + Duration::hours(3),
+        merged: false,
+        overdue_reviews: Vec::new(),
     }
 }
 

@@ -107,6 +107,7 @@ struct FileConfig {
     workers: Option<u64>,
     job_lease_secs: Option<u64>,
     job_give_up_secs: Option<u64>,
+    scheduler_poll_secs: Option<u64>,
     log_format: Option<String>,
 }
 
@@ -133,6 +134,7 @@ pub const KEYS: &[&str] = &[
     "workers",
     "job_lease_secs",
     "job_give_up_secs",
+    "scheduler_poll_secs",
     "log_format",
 ];
 
@@ -227,6 +229,9 @@ pub struct JobSettings {
     /// How long a change may keep failing before its jobs are parked as `failed` for
     /// `tollgate jobs retry`.
     pub give_up_after: Duration,
+    /// How often the scheduler looks for deadlines that fell due (review reminders, bypass
+    /// expiry).
+    pub scheduler_poll: Duration,
 }
 
 impl Default for JobSettings {
@@ -235,6 +240,7 @@ impl Default for JobSettings {
             workers: 4,
             lease: Duration::from_secs(30),
             give_up_after: Duration::from_secs(6 * 3600),
+            scheduler_poll: Duration::from_secs(15),
         }
     }
 }
@@ -492,10 +498,23 @@ impl Layered<'_> {
                 f.job_give_up_secs.map(|v| v.to_string()),
             )?
             .map_or(defaults.give_up_after, Duration::from_secs);
+        let scheduler_poll = self
+            .plain::<u64>(
+                "scheduler_poll_secs",
+                f.scheduler_poll_secs.map(|v| v.to_string()),
+            )?
+            .map_or(defaults.scheduler_poll, Duration::from_secs);
+        if scheduler_poll.is_zero() {
+            return Err(ConfigError::new(
+                self.origin("scheduler_poll_secs"),
+                "the scheduler cannot poll every 0 seconds; use at least 1 (default 15)",
+            ));
+        }
         let jobs = JobSettings {
             workers,
             lease,
             give_up_after,
+            scheduler_poll,
         };
         let log_format = self.plain("log_format", f.log_format)?.unwrap_or_default();
         Ok(ServerConfig {
@@ -642,8 +661,12 @@ fn hint(key: &str) -> &'static str {
             " (expected a URL, e.g. https://api.github.com or https://ghe.example.com/api/v3)"
         }
         "gitlab_url" => " (expected the instance root, e.g. https://gitlab.com)",
-        "github_app_id" | "drain_timeout_secs" | "workers" | "job_lease_secs"
-        | "job_give_up_secs" => " (expected a whole number)",
+        "github_app_id"
+        | "drain_timeout_secs"
+        | "workers"
+        | "job_lease_secs"
+        | "job_give_up_secs"
+        | "scheduler_poll_secs" => " (expected a whole number)",
         _ => "",
     }
 }
@@ -720,7 +743,10 @@ mod tests {
             "workers = 0
 job_lease_secs = 5
 ",
-            &[("TOLLGATE_JOB_GIVE_UP_SECS", "60")],
+            &[
+                ("TOLLGATE_JOB_GIVE_UP_SECS", "60"),
+                ("TOLLGATE_SCHEDULER_POLL_SECS", "2"),
+            ],
         )
         .unwrap();
         assert_eq!(
@@ -729,8 +755,11 @@ job_lease_secs = 5
                 workers: 0,
                 lease: Duration::from_secs(5),
                 give_up_after: Duration::from_secs(60),
+                scheduler_poll: Duration::from_secs(2),
             }
         );
+        let error = load("", &[("TOLLGATE_SCHEDULER_POLL_SECS", "0")]).unwrap_err();
+        assert!(error.to_string().contains("at least 1"), "{error}");
         let error = load("", &[("TOLLGATE_JOB_LEASE_SECS", "0")]).unwrap_err();
         assert!(
             error.to_string().contains("TOLLGATE_JOB_LEASE_SECS"),

@@ -271,6 +271,17 @@ pub struct CheckRerequest {
     pub changes: Vec<ChangeNumber>,
 }
 
+/// An issue was closed (tollgate's post-incident reviews are issues).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueClosed {
+    /// The repository.
+    pub repo: Repo,
+    /// The issue's number (GitHub) or iid (GitLab).
+    pub number: u64,
+    /// Who closed it.
+    pub closed_by: User,
+}
+
 /// A parsed, verified webhook, reduced to what tollgate acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -287,6 +298,8 @@ pub enum Event {
     CommentCreated(CommentEvent),
     /// A check re-run was requested.
     CheckRerequested(CheckRerequest),
+    /// An issue was closed.
+    IssueClosed(IssueClosed),
     /// A well-formed delivery tollgate deliberately does not act on.
     Ignored {
         /// Why, for logs and the HTTP response.
@@ -311,6 +324,7 @@ impl Event {
             Event::Review(_) => "review",
             Event::CommentCreated(_) => "comment_created",
             Event::CheckRerequested(_) => "check_rerequested",
+            Event::IssueClosed(_) => "issue_closed",
             Event::Ignored { .. } => "ignored",
         }
     }
@@ -322,7 +336,10 @@ impl Event {
             Event::ChangeClosed(e) => Some(&e.change),
             Event::Review(e) => Some(&e.change),
             Event::CommentCreated(e) => Some(&e.change),
-            Event::Ping | Event::CheckRerequested(_) | Event::Ignored { .. } => None,
+            Event::Ping
+            | Event::CheckRerequested(_)
+            | Event::IssueClosed(_)
+            | Event::Ignored { .. } => None,
         }
     }
 }

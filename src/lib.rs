@@ -5,9 +5,11 @@
 //! publishing. See `DESIGN.md` in the shared folder for the whole picture.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod forge;
+pub mod incident;
 pub mod intake;
 pub mod ledger;
 pub mod metrics;
@@ -15,6 +17,7 @@ pub mod policy;
 pub mod queue;
 pub mod render;
 pub mod schedule;
+pub mod scheduler;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

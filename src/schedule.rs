@@ -123,6 +123,18 @@ impl Schedule {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives a claimed deadline back at once (its holder cannot act on it).
+    pub async fn release(&self, key: &str, holder: &str) -> Result<bool, ScheduleError> {
+        let done = sqlx::query(
+            "UPDATE deadlines SET holder = NULL, lease_until_ms = 0 WHERE deadline_key = $1 AND holder = $2 AND state = 'pending'",
+        )
+        .bind(key)
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Cancels a pending deadline (e.g. the review was closed before it fell due). Returns
     /// whether there was one.
     pub async fn cancel(&self, key: &str, now_ms: i64) -> Result<bool, ScheduleError> {

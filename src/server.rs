@@ -97,6 +97,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let audit = Arc::new(open_audit(&config).await?);
     let public_pem = crate::ledger::keys::public_pem(&audit.key.verifying_key());
     let metrics = Metrics::new();
+    let pool = audit.ledger.pool().clone();
     let (sink, workers) = sink_for(&config, audit, &metrics)?;
     let secrets = IntakeSecrets {
         github: config.github.webhook_secrets.clone(),
@@ -112,6 +113,10 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Deadlines (review reminders, bypass expiry) are acted on by the replicas that evaluate.
+    let scheduler = workers.scheduler(pool, config.jobs).map(|scheduler| {
+        Arc::new(scheduler).spawn(config.jobs.scheduler_poll, stop_tx.subscribe())
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stopped| *stopped).await;
@@ -126,6 +131,9 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         "shutting down: no new connections, draining in-flight requests"
     );
     let _ = stop_tx.send(true);
+    if let Some(scheduler) = scheduler {
+        let _ = scheduler.await;
+    }
     let deadline = tokio::time::Instant::now() + config.drain_timeout;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(result) => result.context("server failed while draining")?,
@@ -205,6 +213,29 @@ struct Workers {
 }
 
 impl Workers {
+    /// The scheduler for the forges this process evaluates (none for an intake-only one).
+    fn scheduler(
+        &self,
+        pool: sqlx::AnyPool,
+        jobs: crate::config::JobSettings,
+    ) -> Option<crate::scheduler::Scheduler> {
+        if jobs.workers == 0 {
+            return None;
+        }
+        let mut handlers: Vec<(String, Arc<dyn crate::scheduler::DeadlineHandler>)> = Vec::new();
+        if let Some(github) = &self.github {
+            handlers.push(("github:".to_owned(), github.clone()));
+        }
+        if handlers.is_empty() {
+            return None;
+        }
+        Some(crate::scheduler::Scheduler::new(
+            crate::schedule::Schedule::new(pool),
+            crate::clock::system(),
+            handlers,
+        ))
+    }
+
     /// Drains every worker within `timeout` (together); whether all finished.
     async fn drain(&self, timeout: Duration) -> bool {
         let github = async {
@@ -269,6 +300,7 @@ fn sink_for(
                 audit: Some(Arc::clone(&audit)),
                 jobs: config.jobs,
                 metrics: metrics.clone(),
+                clock: crate::clock::system(),
             },
         ));
     }

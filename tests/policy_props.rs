@@ -499,6 +499,8 @@ impl Spec {
             teams: BTreeMap::from([("@acme/leads".to_owned(), lower_set(LEADS.iter().copied()))]),
             write_access: lower_set(self.write_access.iter().map(|u| USERS[*u])),
             now,
+            merged: false,
+            overdue_reviews: Vec::new(),
         }
     }
 }

@@ -148,6 +148,8 @@ fn facts(paths: &[&str]) -> ChangeFacts {
         .map(str::to_owned)
         .collect(),
         now: t(600),
+        merged: false,
+        overdue_reviews: Vec::new(),
     };
     facts
         .head_contents

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use super::ParseError;
 use crate::event::{
     Author, ChangeAction, ChangeClosed, ChangeNumber, ChangeRef, ChangeUpdate, CheckRerequest,
-    CommentEvent, CommitSha, Event, Forge, InstallationId, Login, Repo, RepoName, ReviewAction,
-    ReviewEvent, ReviewState, User,
+    CommentEvent, CommitSha, Event, Forge, InstallationId, IssueClosed, Login, Repo, RepoName,
+    ReviewAction, ReviewEvent, ReviewState, User,
 };
 
 /// Turns one verified GitHub delivery into an [`Event`].
@@ -27,6 +27,7 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
         "ping" => Ok(Event::Ping),
         "pull_request_review" => review(action, body),
         "issue_comment" => issue_comment(action, body),
+        "issues" => issues(action, body),
         "check_run" | "check_suite" => check_rerequest(event_name, action, body),
         other => Ok(Event::ignored(format!(
             "`{other}` events are not used by tollgate"
@@ -310,6 +311,32 @@ fn issue_comment(action: &str, body: &[u8]) -> Result<Event, ParseError> {
         comment_id: payload.comment.id,
         author: payload.comment.user.into(),
         body: payload.comment.body.unwrap_or_default(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct IssuesPayload {
+    issue: Issue,
+    sender: Account,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+/// An `issues` delivery: a closed issue may be a post-incident review being done.
+fn issues(action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    if action != "closed" {
+        return Ok(Event::ignored(format!(
+            "issues action `{action}`: only closing an issue is acted on"
+        )));
+    }
+    let payload: IssuesPayload = shape("issues", body)?;
+    if payload.issue.pull_request.is_some() {
+        return Ok(Event::ignored("a pull request, not an issue"));
+    }
+    Ok(Event::IssueClosed(IssueClosed {
+        repo: repo(payload.repository, payload.installation),
+        number: payload.issue.number,
+        closed_by: payload.sender.into(),
     }))
 }
 

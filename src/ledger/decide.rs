@@ -164,15 +164,13 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
             record,
         ));
     }
-    for command in decision
-        .commands
-        .iter()
-        .filter(|c| c.command.starts_with(&format!("{COMMAND_PREFIX} bypass")))
-    {
-        let kind = if command.honoured {
-            RecordKind::BypassHonoured
-        } else {
-            RecordKind::BypassRefused
+    for command in &decision.commands {
+        let kind = match (command_name(&command.command), command.honoured) {
+            (Some("bypass"), true) => RecordKind::BypassHonoured,
+            (Some("bypass"), false) => RecordKind::BypassRefused,
+            (Some("rollback"), true) => RecordKind::RollbackRequested,
+            (Some("rollback"), false) => RecordKind::RollbackRefused,
+            _ => continue,
         };
         let mut record = context.record(
             decision,
@@ -180,16 +178,7 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
             format!("`{}`: {}", command.command, command.note),
         );
         record.actor = Some(command.author.clone());
-        // The key pins the command to the head it was first judged for (see `pinned_heads`).
-        let key = format!(
-            "{}{}:{}:{}:{}",
-            COMMAND_KEY_PREFIX,
-            command.author,
-            command.at.timestamp_millis(),
-            command.for_head,
-            command.honoured
-        );
-        out.push((key, record));
+        out.push((command_key(command), record));
     }
     let outcome_detail = match &decision.outcome {
         Outcome::Waiting { on } => format!("waiting on {}", on.join("; ")),
@@ -217,6 +206,57 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
         record,
     ));
     out
+}
+
+/// The record key of a command. It pins the command to the head it was first judged for (see
+/// [`pinned_heads`]).
+pub fn command_key(command: &crate::policy::decision::CommandRecord) -> String {
+    format!(
+        "{}{}:{}:{}:{}",
+        COMMAND_KEY_PREFIX,
+        command.author,
+        command.at.timestamp_millis(),
+        command.for_head,
+        command.honoured
+    )
+}
+
+/// The command word of a command line (`bypass` in `/tollgate bypass INC-1 why`).
+pub fn command_name(line: &str) -> Option<&str> {
+    line.strip_prefix(COMMAND_PREFIX)?.split_whitespace().next()
+}
+
+/// A record of an incident step (a merge under bypass, a review opened, reminded or closed,
+/// a rollback opened): not a decision of the policy, so it carries no tier or reasons; its
+/// outcome names the step.
+pub fn incident_record(
+    context: &Context,
+    kind: RecordKind,
+    actor: Option<&str>,
+    outcome: &str,
+    detail: String,
+) -> DecisionRecord {
+    DecisionRecord {
+        version: RECORD_VERSION,
+        id: uuid::Uuid::new_v4().to_string(),
+        time_ms: context.time_ms,
+        forge: context.forge.clone(),
+        repo: context.repo.clone(),
+        repo_seq: 0,
+        number: context.number,
+        head_sha: context.head_sha.clone(),
+        base_sha: context.base_sha.clone(),
+        policy_sha: context.policy_sha.clone(),
+        kind,
+        tier: None,
+        reasons: Vec::new(),
+        actor: actor.map(str::to_owned),
+        role: None,
+        outcome: outcome.to_owned(),
+        detail,
+        delivery: context.delivery.clone(),
+        prev_hash: String::new(),
+    }
 }
 
 /// The record for a policy that could not be used.

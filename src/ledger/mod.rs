@@ -69,6 +69,24 @@ impl Audit {
             .await
     }
 
+    /// Records one incident step under `key` unless it is on record for the change already;
+    /// returns whether it was recorded now.
+    pub async fn record_once(
+        &self,
+        key: &str,
+        record: record::DecisionRecord,
+    ) -> Result<bool, StoreError> {
+        let known = self
+            .ledger
+            .recorded_keys(&record.repo, record.number)
+            .await?;
+        if known.iter().any(|k| k == key) {
+            return Ok(false);
+        }
+        self.ledger.append(&self.key, key, record).await?;
+        Ok(true)
+    }
+
     async fn append_new(
         &self,
         records: Vec<(String, record::DecisionRecord)>,

@@ -39,6 +39,20 @@ pub enum RecordKind {
     BypassRefused,
     /// The policy could not be used.
     PolicyInvalid,
+    /// A change was merged while a bypass carried it.
+    MergedUnderBypass,
+    /// A post-incident review was opened.
+    ReviewOpened,
+    /// A post-incident review passed its due time while open: reminded and labelled overdue.
+    ReviewOverdue,
+    /// A post-incident review was closed.
+    ReviewClosed,
+    /// A rollback was requested and accepted.
+    RollbackRequested,
+    /// A rollback was refused.
+    RollbackRefused,
+    /// The revert of a rollback was opened.
+    RollbackOpened,
 }
 
 /// One decision, as recorded. Every field is part of the signed bytes.

@@ -1,11 +1,12 @@
-//! `/tollgate …` commands in comments. Only `bypass` changes a decision; every command,
-//! honoured or refused, is recorded with the reason.
+//! `/tollgate …` commands in comments. Only `bypass` changes a decision, and `rollback` asks
+//! for a revert of a merged change; every command, honoured or refused, is recorded with the
+//! reason.
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::decision::{CommandRecord, Outcome};
 use super::facts::{ChangeFacts, Comment};
-use super::model::Policy;
+use super::model::{EmergencyPolicy, Policy};
 use super::signoff::roles_of;
 
 /// The prefix every command starts with.
@@ -39,10 +40,38 @@ impl Bypass {
     }
 }
 
-/// Reads every command in the comments; returns the records and the latest valid bypass.
-pub fn read(policy: &Policy, facts: &ChangeFacts) -> (Vec<CommandRecord>, Option<Bypass>) {
+/// A rollback of a merged change that was honoured: the forge layer opens the revert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// Who asked (a holder of an emergency role).
+    pub by: String,
+    /// When (identifies the request together with `by`).
+    pub at: DateTime<Utc>,
+    /// The incident ticket.
+    pub ticket: String,
+    /// Why (may be empty: the ticket says it).
+    pub reason: String,
+}
+
+/// What the commands in a change's comments amount to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Commands {
+    /// Every command, honoured or refused, in comment order.
+    pub records: Vec<CommandRecord>,
+    /// The latest valid bypass.
+    pub bypass: Option<Bypass>,
+    /// Every honoured rollback request, oldest first.
+    pub rollbacks: Vec<Rollback>,
+}
+
+/// The commands tollgate knows, for messages.
+const KNOWN: &str = "bypass, recheck, rollback";
+
+/// Reads every command in the comments.
+pub fn read(policy: &Policy, facts: &ChangeFacts) -> Commands {
     let mut records = Vec::new();
     let mut bypass = None;
+    let mut rollbacks = Vec::new();
     for comment in &facts.comments {
         for line in comment.body.lines().map(str::trim) {
             let Some(rest) = line.strip_prefix(COMMAND_PREFIX) else {
@@ -59,11 +88,14 @@ pub fn read(policy: &Policy, facts: &ChangeFacts) -> (Vec<CommandRecord>, Option
                     bypass = Some(b);
                     note
                 }),
+                Some("rollback") => check_rollback(policy, facts, comment, &words[1..]).map(|r| {
+                    let note = format!("rollback requested under {}", r.ticket);
+                    rollbacks.push(r);
+                    note
+                }),
                 Some("recheck") => Ok("re-evaluated".to_owned()),
-                Some(other) => Err(format!(
-                    "unknown command `{other}`; commands: bypass, recheck"
-                )),
-                None => Err("no command given; commands: bypass, recheck".to_owned()),
+                Some(other) => Err(format!("unknown command `{other}`; commands: {KNOWN}")),
+                None => Err(format!("no command given; commands: {KNOWN}")),
             };
             let (honoured, note) = match result {
                 Ok(note) => (true, note),
@@ -79,7 +111,93 @@ pub fn read(policy: &Policy, facts: &ChangeFacts) -> (Vec<CommandRecord>, Option
             });
         }
     }
-    (records, bypass)
+    Commands {
+        records,
+        bypass,
+        rollbacks,
+    }
+}
+
+/// Who may use the emergency commands, or why nobody may: the policy's emergency section,
+/// an unedited comment, an emergency role with write access, and no overdue review blocking.
+fn emergency_holder<'p>(
+    policy: &'p Policy,
+    facts: &ChangeFacts,
+    comment: &Comment,
+    what: &str,
+) -> Result<&'p EmergencyPolicy, String> {
+    let Some(emergency) = &policy.emergency else {
+        return Err(format!(
+            "this repository's policy allows no {what} (no [emergency] section)"
+        ));
+    };
+    if comment.edited {
+        return Err("the comment was edited; commands count only as first written".to_owned());
+    }
+    let holds = roles_of(policy, facts, &comment.author)
+        .into_iter()
+        .any(|role| emergency.approvers.contains(role));
+    if !holds
+        || !facts
+            .write_access
+            .iter()
+            .any(|w| w.eq_ignore_ascii_case(&comment.author))
+    {
+        return Err(format!(
+            "only holders of {} with write access may {what}",
+            who_may(emergency)
+        ));
+    }
+    if emergency.overdue_review_blocks_bypass
+        && let Some(overdue) = facts.overdue_reviews.first()
+    {
+        return Err(format!(
+            "the post-incident review #{} (for #{}, {}) was due {} and is still open; this repository's policy refuses every {what} until it is closed",
+            overdue.issue,
+            overdue.change,
+            overdue.ticket,
+            overdue.due.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    Ok(emergency)
+}
+
+fn who_may(emergency: &EmergencyPolicy) -> String {
+    emergency
+        .approvers
+        .iter()
+        .map(|r| format!("`{r}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_rollback(
+    policy: &Policy,
+    facts: &ChangeFacts,
+    comment: &Comment,
+    args: &[&str],
+) -> Result<Rollback, String> {
+    let emergency = emergency_holder(policy, facts, comment, "roll back")?;
+    let Some(ticket) = args.first() else {
+        return Err(format!(
+            "usage: {COMMAND_PREFIX} rollback <TICKET> [reason]"
+        ));
+    };
+    if !emergency.ticket.is_match(ticket) {
+        return Err(format!(
+            "ticket `{ticket}` does not match the policy's pattern `{}`",
+            emergency.ticket_pattern
+        ));
+    }
+    if !facts.merged {
+        return Err("only a merged change can be rolled back; this one is not merged".to_owned());
+    }
+    Ok(Rollback {
+        by: comment.author.clone(),
+        at: comment.at,
+        ticket: (*ticket).to_owned(),
+        reason: args[1..].join(" "),
+    })
 }
 
 fn check_bypass(
@@ -88,33 +206,8 @@ fn check_bypass(
     comment: &Comment,
     args: &[&str],
 ) -> Result<Bypass, String> {
-    let Some(emergency) = &policy.emergency else {
-        return Err(
-            "this repository's policy allows no bypass (no [emergency] section)".to_owned(),
-        );
-    };
-    if comment.edited {
-        return Err("the comment was edited; commands count only as first written".to_owned());
-    }
-    let holds = roles_of(policy, facts, &comment.author)
-        .into_iter()
-        .any(|role| emergency.approvers.contains(role));
-    let who_may = emergency
-        .approvers
-        .iter()
-        .map(|r| format!("`{r}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if !holds
-        || !facts
-            .write_access
-            .iter()
-            .any(|w| w.eq_ignore_ascii_case(&comment.author))
-    {
-        return Err(format!(
-            "only holders of {who_may} with write access may bypass"
-        ));
-    }
+    let emergency = emergency_holder(policy, facts, comment, "bypass")?;
+    let who_may = who_may(emergency);
     if comment.author.eq_ignore_ascii_case(&facts.author) {
         return Err(format!(
             "the author cannot bypass their own change; another holder of {who_may} must"

@@ -13,7 +13,11 @@ use super::signoff;
 
 /// Decides one change.
 pub fn evaluate(policy: &Policy, facts: &ChangeFacts) -> Decision {
-    let (commands, bypass) = commands::read(policy, facts);
+    let commands::Commands {
+        records: commands,
+        bypass,
+        ..
+    } = commands::read(policy, facts);
     if !policy.governed_branches.matches(&facts.base_ref) {
         return not_governed(
             format!(

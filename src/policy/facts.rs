@@ -142,4 +142,25 @@ pub struct ChangeFacts {
     pub write_access: BTreeSet<String>,
     /// The time of evaluation (bypasses expire against it).
     pub now: DateTime<Utc>,
+    /// Whether the change is merged (only a merged change can be rolled back).
+    #[serde(default)]
+    pub merged: bool,
+    /// Post-incident reviews of the repository that are past due and still open (they block
+    /// bypasses when the policy says so).
+    #[serde(default)]
+    pub overdue_reviews: Vec<OverdueReview>,
+}
+
+/// A post-incident review past its due time and not closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverdueReview {
+    /// The review's issue number.
+    pub issue: u64,
+    /// The change merged under the bypass it reviews.
+    pub change: u64,
+    /// The incident ticket.
+    pub ticket: String,
+    /// When it was due.
+    pub due: DateTime<Utc>,
 }

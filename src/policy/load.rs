@@ -188,6 +188,8 @@ struct RawEmergency {
     ticket: Spanned<String>,
     expires_hours: Option<Spanned<u32>>,
     review_within_hours: Option<Spanned<u32>>,
+    #[serde(default)]
+    overdue_review_blocks_bypass: bool,
 }
 
 /// Parses and validates a policy. `Err` lists every problem found.
@@ -882,6 +884,7 @@ impl Validator<'_> {
             ticket_pattern: e.ticket.get_ref().clone(),
             expires_hours,
             review_within_hours: hours(&e.review_within_hours, 48),
+            overdue_review_blocks_bypass: e.overdue_review_blocks_bypass,
         })
     }
 }

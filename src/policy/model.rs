@@ -367,6 +367,9 @@ pub struct EmergencyPolicy {
     pub expires_hours: u32,
     /// Hours within which the post-incident review is due.
     pub review_within_hours: u32,
+    /// Whether an overdue post-incident review in the repository refuses further bypasses
+    /// (and rollbacks) until it is closed.
+    pub overdue_review_blocks_bypass: bool,
 }
 
 /// A validated `.governance.toml`.

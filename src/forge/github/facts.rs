@@ -78,6 +78,24 @@ pub struct PullRequest {
     /// The PR's page.
     #[serde(default)]
     pub html_url: Option<String>,
+    /// Title.
+    #[serde(default)]
+    pub title: String,
+    /// GraphQL node id (the revert mutation names the PR by it).
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Whether it was merged.
+    #[serde(default)]
+    pub merged: bool,
+    /// When it was merged.
+    #[serde(default)]
+    pub merged_at: Option<DateTime<Utc>>,
+    /// Who merged it.
+    #[serde(default)]
+    pub merged_by: Option<Login>,
+    /// The commit the merge made on the base branch (merge, squash or last rebased commit).
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
 }
 
 /// `{ "login": … }`.
@@ -354,6 +372,7 @@ impl Gatherer<'_> {
         pr: &PullRequest,
         own_login: &str,
         now: DateTime<Utc>,
+        granted: Option<Comment>,
     ) -> Result<Gathered, GatherError> {
         let number = pr.number;
         let repo = self.repo;
@@ -412,9 +431,17 @@ impl Gatherer<'_> {
             teams: BTreeMap::new(),
             write_access: BTreeSet::new(),
             now,
+            merged: false,
+            overdue_reviews: Vec::new(),
         };
         facts.reviews = self.reviews(&reviews, &pr.head.sha).await?;
         facts.comments = comments_of(&comments, &commits, &pr.head.sha, own_login);
+        // A command tollgate holds on someone's behalf (a rollback's bypass of its revert) is
+        // read with theirs, in time order, and its author's roles and access are looked up.
+        if let Some(granted) = granted {
+            let at = facts.comments.partition_point(|c| c.at <= granted.at);
+            facts.comments.insert(at, granted);
+        }
         self.contents(policy, &mut facts).await?;
         self.people(policy, &mut facts).await?;
         let comments = comments

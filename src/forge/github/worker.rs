@@ -14,13 +14,16 @@ use tracing::Instrument as _;
 use super::api::{ApiError, FileAt, GithubApi, Identity};
 use super::facts::{Caches, GatherError, Gatherer, PolicyAt, PullRequest};
 use super::publish::{self, CheckReport, Conclusion};
+use crate::clock::Clock;
 use crate::config::JobSettings;
 use crate::event::{Delivery, Event, Forge, InstallationId};
+use crate::incident::store::Incidents;
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
 use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
+use crate::schedule::Schedule;
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
 /// A pull request to (re-)evaluate.
@@ -37,6 +40,24 @@ pub struct Job {
     pub reset_first: bool,
     /// The delivery that asked for it (recorded in the ledger).
     pub delivery: Option<String>,
+    /// What to do (a change to evaluate unless it says otherwise).
+    #[serde(default)]
+    pub kind: JobKind,
+}
+
+/// What a job asks for. The number of a job names a pull request or an issue (GitHub numbers
+/// them in one sequence per repository, so their queue keys never collide).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum JobKind {
+    /// Evaluate the pull request (or, once merged, act on its bypass and rollback requests).
+    #[default]
+    Change,
+    /// An issue was closed: if it is a post-incident review, record it done.
+    IssueClosed {
+        /// Who closed it.
+        by: String,
+    },
 }
 
 /// Where templates a repository overrides live on its base branch.
@@ -44,18 +65,22 @@ const TEMPLATE_OVERRIDE_DIR: &str = ".github/tollgate";
 
 /// Shared state of the worker.
 pub struct GithubWorker {
-    api: GithubApi,
+    pub(super) api: GithubApi,
     identity: OnceCell<Identity>,
-    caches: Caches,
+    pub(super) caches: Caches,
     check_name: String,
     /// The org-wide policy for repositories without one.
-    default_policy: Option<Arc<crate::policy::Policy>>,
+    pub(super) default_policy: Option<Arc<crate::policy::Policy>>,
     /// The ledger every decision is recorded in (absent only in tests of publishing alone).
-    audit: Option<Arc<crate::ledger::Audit>>,
+    pub(super) audit: Option<Arc<crate::ledger::Audit>>,
     /// tollgate's check run per (repository, head sha), once known: updates go straight to it.
     runs: std::sync::Mutex<HashMap<(String, String), u64>>,
     /// The durable queue's workers, which call back into this worker's evaluation.
     runner: OnceLock<Arc<Runner>>,
+    /// What time it is (bypasses expire and reviews fall due against it).
+    pub(super) clock: Arc<dyn Clock>,
+    /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
+    pub(super) incidents: Option<(Incidents, Schedule)>,
 }
 
 /// How the worker is set up.
@@ -72,6 +97,8 @@ pub struct WorkerOptions {
     pub jobs: JobSettings,
     /// Where queue figures go.
     pub metrics: Metrics,
+    /// What time it is.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl WorkerOptions {
@@ -84,6 +111,7 @@ impl WorkerOptions {
             queue,
             jobs: JobSettings::default(),
             metrics: Metrics::new(),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -122,7 +150,13 @@ impl GithubWorker {
     /// Creates the worker and the durable queue's claim loops that feed it
     /// (`options.jobs.workers` of them; none for an intake-only process).
     pub fn start(api: GithubApi, options: WorkerOptions) -> Arc<GithubWorker> {
+        let incidents = options.audit.as_ref().map(|audit| {
+            let pool = audit.ledger.pool().clone();
+            (Incidents::new(pool.clone()), Schedule::new(pool))
+        });
         let worker = Arc::new(GithubWorker {
+            clock: options.clock,
+            incidents,
             api,
             identity: OnceCell::new(),
             caches: Caches::default(),
@@ -151,7 +185,11 @@ impl GithubWorker {
 
     /// Queues the jobs of one delivery durably: committed before this returns, together with
     /// whatever else arrived meanwhile; a redelivered delivery is not queued twice.
-    async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
+    pub(super) async fn enqueue(
+        &self,
+        jobs: Vec<Job>,
+        delivery: Option<&str>,
+    ) -> Result<(), SinkError> {
         self.runner()
             .queue_jobs(delivery, &jobs, change_key)
             .await
@@ -172,7 +210,19 @@ impl GithubWorker {
     /// Evaluates a claimed pull request: its jobs coalesce into one evaluation of its latest
     /// state.
     async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
-        let jobs: Vec<Job> = claim.decode();
+        let (jobs, closed): (Vec<Job>, Vec<Job>) = claim
+            .decode::<Job>()
+            .into_iter()
+            .partition(|job| job.kind == JobKind::Change);
+        let failure = |error: ApiError| Failure {
+            wait_at_least: error.rate_limit_wait(Utc::now()),
+            message: error.to_string(),
+        };
+        if let Some(job) = closed.last()
+            && let JobKind::IssueClosed { by } = &job.kind
+        {
+            self.issue_closed(job, by).await.map_err(failure)?;
+        }
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
         };
@@ -183,13 +233,7 @@ impl GithubWorker {
             number = job.number,
             deliveries = claim.jobs.len()
         );
-        self.process(&job)
-            .instrument(span)
-            .await
-            .map_err(|error| Failure {
-                wait_at_least: error.rate_limit_wait(Utc::now()),
-                message: error.to_string(),
-            })
+        self.process(&job).instrument(span).await.map_err(failure)
     }
 
     /// After giving up, says so on the change's head (best effort: GitHub may still be down,
@@ -201,7 +245,11 @@ impl GithubWorker {
         attempts: i64,
         failing_for: std::time::Duration,
     ) {
-        let Some(job) = claim.decode::<Job>().pop() else {
+        let Some(job) = claim
+            .decode::<Job>()
+            .into_iter()
+            .rfind(|job| job.kind == JobKind::Change)
+        else {
             return;
         };
         let published = async {
@@ -223,7 +271,7 @@ impl GithubWorker {
         }
     }
 
-    async fn identity(&self) -> Result<&Identity, ApiError> {
+    pub(super) async fn identity(&self) -> Result<&Identity, ApiError> {
         self.identity.get_or_try_init(|| self.api.identity()).await
     }
 
@@ -237,6 +285,9 @@ impl GithubWorker {
             caches: &self.caches,
         };
         let pr = gatherer.pull_request(job.number).await?;
+        if pr.merged {
+            return self.after_merge(job, &gatherer, &identity, &pr).await;
+        }
         if pr.state != "open" {
             return Ok(());
         }
@@ -271,7 +322,7 @@ impl GithubWorker {
             base_sha: pr.base.sha.clone(),
             policy_sha: None,
             delivery: job.delivery.clone(),
-            time_ms: Utc::now().timestamp_millis(),
+            time_ms: self.clock.now().timestamp_millis(),
         };
         let policy = match gatherer.policy(&pr.base.sha).await? {
             // No policy and no org-wide default: tollgate leaves the repository alone.
@@ -305,8 +356,10 @@ impl GithubWorker {
             self.publish(client, repo, identity, sha, &in_progress(pr))
                 .await?;
         }
+        let now = self.clock.now();
+        let granted = self.granted_bypass(repo, job.number).await?;
         let gathered = match gatherer
-            .facts(&policy, pr, &identity.login, Utc::now())
+            .facts(&policy, pr, &identity.login, now, granted)
             .await
         {
             Ok(gathered) => gathered,
@@ -325,8 +378,16 @@ impl GithubWorker {
                 .await
                 .map_err(ledger_error)?;
         }
+        if policy
+            .emergency
+            .as_ref()
+            .is_some_and(|e| e.overdue_review_blocks_bypass)
+        {
+            gathered.facts.overdue_reviews = self.overdue_reviews(repo, now).await?;
+        }
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);
+        self.schedule_bypass_expiry(job, &decision).await?;
         // Recorded before anything is published: no result without its signed record.
         let records = match &self.audit {
             Some(audit) => audit
@@ -433,6 +494,7 @@ impl GithubWorker {
             installation: change.repo.installation,
             reset_first,
             delivery: delivery.id.as_ref().map(|d| d.to_string()),
+            kind: JobKind::Change,
         };
         // The identity is looked up by the worker, never here: intake must answer fast. Until it
         // is known, a comment by tollgate itself costs one evaluation that finds nothing to do.
@@ -452,13 +514,26 @@ impl GithubWorker {
                 installation: request.repo.installation,
                 reset_first: false,
                 delivery: delivery.id.as_ref().map(|d| d.to_string()),
+                kind: JobKind::Change,
             }));
+        }
+        if let Event::IssueClosed(closed) = &delivery.event {
+            jobs.push(Job {
+                repo: closed.repo.name.to_string(),
+                number: closed.number,
+                installation: closed.repo.installation,
+                reset_first: false,
+                delivery: delivery.id.as_ref().map(|d| d.to_string()),
+                kind: JobKind::IssueClosed {
+                    by: closed.closed_by.login.to_string(),
+                },
+            });
         }
         jobs
     }
 }
 
-fn ledger_error(error: crate::ledger::store::StoreError) -> ApiError {
+pub(super) fn ledger_error(error: crate::ledger::store::StoreError) -> ApiError {
     ApiError::Unexpected {
         what: "the audit ledger".to_owned(),
         message: error.to_string(),
@@ -549,6 +624,7 @@ impl GithubWorker {
                         installation,
                         reset_first: false,
                         delivery: None,
+                        kind: JobKind::Change,
                     };
                     if let Err(error) = self.enqueue(vec![job], None).await {
                         tracing::error!(%error, "cannot queue a re-requested check");

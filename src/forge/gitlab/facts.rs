@@ -112,6 +112,8 @@ pub async fn gather(
         teams: BTreeMap::new(),
         write_access: BTreeSet::new(),
         now,
+        merged: false,
+        overdue_reviews: Vec::new(),
     };
     let in_change: BTreeSet<&str> = commits.iter().map(|c| c.id.as_str()).collect();
     facts.reviews = approvals(
