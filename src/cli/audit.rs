@@ -35,10 +35,14 @@ pub enum AuditCommand {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
     },
-    /// Who approved what, when, on which versions, for one change: `OWNER/NAME#N`.
+    /// Without an argument: the post-incident reviews that are open or overdue. With
+    /// `OWNER/NAME#N`: who approved what, when, on which versions, for that change.
     Show {
         /// `OWNER/NAME#N`.
-        change: String,
+        change: Option<String>,
+        /// List closed reviews too.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -189,7 +193,11 @@ pub fn run(config_path: Option<&Path>, command: AuditCommand) -> ExitCode {
                 since,
                 format,
             } => export(&ledger, &repo, since, format).await,
-            AuditCommand::Show { change } => show(&ledger, &change).await,
+            AuditCommand::Show {
+                change: Some(change),
+                ..
+            } => show(&ledger, &change).await,
+            AuditCommand::Show { change: None, all } => show_reviews(&ledger, all).await,
         }
     })
 }
@@ -302,6 +310,60 @@ fn kind(kind: RecordKind) -> String {
         .unwrap_or_default()
 }
 
+/// The records of what follows a bypass.
+const INCIDENT_KINDS: &[RecordKind] = &[
+    RecordKind::MergedUnderBypass,
+    RecordKind::ReviewOpened,
+    RecordKind::ReviewOverdue,
+    RecordKind::ReviewClosed,
+    RecordKind::RollbackRequested,
+    RecordKind::RollbackRefused,
+    RecordKind::RollbackOpened,
+];
+
+/// The post-incident reviews: open and overdue ones (with `all`, closed ones too), soonest
+/// due first, as a table an auditor can read.
+async fn show_reviews(ledger: &Ledger, all: bool) -> ExitCode {
+    let incidents = crate::incident::store::Incidents::new(ledger.pool().clone());
+    let reviews = match incidents.reviews(all).await {
+        Ok(reviews) => reviews,
+        Err(error) => return fail(error),
+    };
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    if reviews.is_empty() {
+        println!(
+            "no {}post-incident reviews",
+            if all { "" } else { "open or overdue " }
+        );
+        return ExitCode::SUCCESS;
+    }
+    println!("STATE\tDUE\tREVIEW\tCHANGE\tTICKET\tBYPASSED BY\tCLOSED");
+    for review in &reviews {
+        let state = if review.overdue_at(now_ms) {
+            "OVERDUE"
+        } else {
+            review.state.name()
+        };
+        let issue = review
+            .issue
+            .map_or_else(|| "(opening)".to_owned(), |n| format!("#{n}"));
+        let closed = match (&review.closed_by, review.closed_ms) {
+            (Some(by), Some(at)) => format!("{} by {by}", time(at)),
+            _ => "-".to_owned(),
+        };
+        println!(
+            "{state}\t{}\t{} {issue}\t{}#{}\t{}\t{}\t{closed}",
+            time(review.due_ms),
+            review.forge,
+            review.repo,
+            review.change,
+            review.ticket,
+            review.bypassed_by
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 /// The playbook's self-check for one change: approvals with names and times, artifacts and
 /// risk rating, code and data versions, bypasses.
 async fn show(ledger: &Ledger, change: &str) -> ExitCode {
@@ -319,7 +381,13 @@ async fn show(ledger: &Ledger, change: &str) -> ExitCode {
     if records.is_empty() {
         return fail(format!("no records for {change}"));
     }
-    let last = &records[records.len() - 1].record;
+    // The header states the policy's last decision; incident steps come in their own section.
+    let last = &records
+        .iter()
+        .rev()
+        .find(|r| !INCIDENT_KINDS.contains(&r.record.kind))
+        .unwrap_or(&records[records.len() - 1])
+        .record;
     println!(
         "{change}: {} (tier {})",
         last.outcome,
@@ -375,6 +443,7 @@ async fn show(ledger: &Ledger, change: &str) -> ExitCode {
         "outcomes",
         &[RecordKind::OutcomeChanged, RecordKind::PolicyInvalid],
     );
+    section("incident", INCIDENT_KINDS);
     ExitCode::SUCCESS
 }
 
