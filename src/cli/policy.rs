@@ -100,11 +100,16 @@ pub fn summary(policy: &Policy) -> String {
             let roles: Vec<&str> = e.approvers.iter().map(|r| r.0.as_str()).collect();
             let _ = writeln!(
                 out,
-                "  emergency bypass: by {}, ticket `{}`, expires after {} h, review within {} h",
+                "  emergency bypass: by {}, ticket `{}`, expires after {} h, review within {} h{}",
                 roles.join(", "),
                 e.ticket_pattern,
                 e.expires_hours,
-                e.review_within_hours
+                e.review_within_hours,
+                if e.overdue_review_blocks_bypass {
+                    "; none while a review is overdue"
+                } else {
+                    ""
+                }
             );
         }
         None => {

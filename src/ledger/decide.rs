@@ -21,7 +21,7 @@ pub fn pinned_heads(keys: &[String]) -> std::collections::HashMap<(String, i64),
         };
         // author:at_ms:head:honoured — logins and shas contain no colon.
         let parts: Vec<&str> = rest.split(':').collect();
-        if let [author, at, head, _honoured] = parts.as_slice()
+        if let [author, at, head, _honoured, ..] = parts.as_slice()
             && let Ok(at) = at.parse::<i64>()
         {
             pinned
@@ -164,7 +164,8 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
             record,
         ));
     }
-    for command in &decision.commands {
+    let keys = command_keys(&decision.commands);
+    for (command, key) in decision.commands.iter().zip(keys) {
         let kind = match (command_name(&command.command), command.honoured) {
             (Some("bypass"), true) => RecordKind::BypassHonoured,
             (Some("bypass"), false) => RecordKind::BypassRefused,
@@ -178,7 +179,7 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
             format!("`{}`: {}", command.command, command.note),
         );
         record.actor = Some(command.author.clone());
-        out.push((command_key(command), record));
+        out.push((key, record));
     }
     let outcome_detail = match &decision.outcome {
         Outcome::Waiting { on } => format!("waiting on {}", on.join("; ")),
@@ -208,17 +209,35 @@ pub fn records_for(decision: &Decision, context: &Context) -> Vec<(String, Decis
     out
 }
 
-/// The record key of a command. It pins the command to the head it was first judged for (see
-/// [`pinned_heads`]).
-pub fn command_key(command: &crate::policy::decision::CommandRecord) -> String {
-    format!(
-        "{}{}:{}:{}:{}",
-        COMMAND_KEY_PREFIX,
-        command.author,
-        command.at.timestamp_millis(),
-        command.for_head,
-        command.honoured
-    )
+/// The record keys of commands, in order. A key pins its command to the head it was first
+/// judged for (see [`pinned_heads`]); a command other than `bypass` adds its name, and a second
+/// command of the same kind in one comment its position, so that no two commands share a key.
+pub fn command_keys(commands: &[crate::policy::decision::CommandRecord]) -> Vec<String> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    commands
+        .iter()
+        .map(|command| {
+            let mut key = format!(
+                "{}{}:{}:{}:{}",
+                COMMAND_KEY_PREFIX,
+                command.author,
+                command.at.timestamp_millis(),
+                command.for_head,
+                command.honoured
+            );
+            match command_name(&command.command) {
+                Some("bypass") => {}
+                Some(name) => key = format!("{key}:{name}"),
+                None => key.push_str(":none"),
+            }
+            let n = seen.entry(key.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                key = format!("{key}:{n}");
+            }
+            key
+        })
+        .collect()
 }
 
 /// The command word of a command line (`bypass` in `/tollgate bypass INC-1 why`).

@@ -878,6 +878,25 @@ impl Validator<'_> {
                 Some("use e.g. expires_hours = 24".to_owned()),
             );
         }
+        // Deadlines are computed in dates: a number of hours beyond any sensible window (a year)
+        // is refused here rather than overflowing a date later.
+        for (value, key) in [
+            (&e.expires_hours, "expires_hours"),
+            (&e.review_within_hours, "review_within_hours"),
+        ] {
+            if let Some(value) = value
+                && *value.get_ref() > MAX_EMERGENCY_HOURS
+            {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{key} = {} is more than a year ({MAX_EMERGENCY_HOURS} hours)",
+                        value.get_ref()
+                    ),
+                    Some(format!("use at most {MAX_EMERGENCY_HOURS}, e.g. {key} = 48")),
+                );
+            }
+        }
         Some(EmergencyPolicy {
             approvers,
             ticket: ticket?,
@@ -888,6 +907,9 @@ impl Validator<'_> {
         })
     }
 }
+
+/// The longest bypass window or review deadline a policy may set, in hours (a year).
+const MAX_EMERGENCY_HOURS: u32 = 24 * 366;
 
 /// The one-line cause in a regex error (its Display repeats the pattern over several lines).
 fn regex_problem(error: &regex::Error) -> String {

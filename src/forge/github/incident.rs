@@ -273,7 +273,8 @@ impl GithubWorker {
             .into_iter()
             .filter(|c| command_name(&c.command) == Some("rollback"))
             .collect();
-        for command in &rollback_commands {
+        let keys = decide::command_keys(&rollback_commands);
+        for (command, key) in rollback_commands.iter().zip(keys) {
             let kind = if command.honoured {
                 RecordKind::RollbackRequested
             } else {
@@ -291,7 +292,7 @@ impl GithubWorker {
                 format!("`{}`: {}", command.command, command.note),
             );
             audit
-                .record_once(&decide::command_key(command), record)
+                .record_once(&key, record)
                 .await
                 .map_err(ledger_error)?;
         }
