@@ -1323,3 +1323,820 @@ async fn octocrab_pages_through_the_fake() {
     );
     fake.assert_requests_match_openapi();
 }
+
+// --- merges and git data -------------------------------------------------------------------------
+
+/// The tree of [`sample_pr`]'s base.
+fn base_tree() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (".governance.toml", "version = 1\n"),
+        ("README.md", "hello\n"),
+        ("eval/metrics.json", "{\n\"auc\": 0.91\n}\n"),
+        ("models/old.onnx", "weights\n"),
+    ]
+}
+
+fn tree_of(entries: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    entries
+        .iter()
+        .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+        .collect()
+}
+
+/// (filename, status) of every file of a pull request.
+async fn pull_files(api: &Api, number: u64) -> Vec<Value> {
+    let files = api
+        .get(&format!("/repos/{REPO}/pulls/{number}/files"))
+        .await;
+    assert_eq!(files.status, 200, "{}", files.body);
+    files
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| pick(f, &["/filename", "/status"]))
+        .collect()
+}
+
+#[tokio::test]
+async fn merged_pull_request_reports_its_merge() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let open = api.get(&format!("/repos/{REPO}/pulls/7")).await.body;
+    let merge_fields = ["/merged", "/merged_at", "/merged_by", "/merge_commit_sha"];
+    assert_eq!(pick(&open, &merge_fields), json!([false, null, null, null]));
+
+    let at = fake.now();
+    let merge = fake.merge_pr(REPO, 7, "carol");
+    assert_eq!(fake.branch_tip(REPO, "main"), Some(merge.clone()));
+    assert_eq!(
+        fake.tree_at(REPO, &merge),
+        fake.tree_at(REPO, "c2"),
+        "nothing moved main since the PR's base: the merge's tree is the head's"
+    );
+    let pr = api.get(&format!("/repos/{REPO}/pulls/7")).await.body;
+    let fields = [
+        "/state",
+        "/merged",
+        "/merged_by/login",
+        "/merge_commit_sha",
+        "/node_id",
+    ];
+    assert_eq!(
+        pick(&pr, &fields),
+        json!(["closed", true, "carol", merge, "PR_fake7"])
+    );
+    assert_eq!(time(&pr["merged_at"]), at);
+    assert_eq!(pr["closed_at"], pr["merged_at"]);
+
+    let commit = api.get(&format!("/repos/{REPO}/git/commits/{merge}")).await;
+    assert_eq!(commit.status, 200);
+    assert_eq!(
+        column(&commit.body["parents"], "/sha"),
+        [json!(BASE), json!("c2")],
+        "a true merge: the base's tip, then the PR's head"
+    );
+    assert_eq!(
+        pick(&commit.body, &["/author/name", "/committer/name"]),
+        json!(["carol", "web-flow"])
+    );
+    let pulls = api
+        .get(&format!("/repos/{REPO}/commits/{merge}/pulls"))
+        .await;
+    assert_eq!(column(&pulls.body, "/number"), [json!(7)]);
+    let view = &fake.pulls(REPO)[0];
+    assert_eq!((view.merged, view.state.as_str()), (true, "closed"));
+    assert_eq!(view.merge_commit_sha.as_deref(), Some(merge.as_str()));
+    let _: octocrab::models::pulls::PullRequest =
+        serde_json::from_value(pr).expect("octocrab reads a merged PR");
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn merge_onto_a_moved_base_keeps_both_sides() {
+    let (fake, _) = app_fake().await;
+    sample_pr(&fake);
+    let docs = CommitSpec::new("d1", "erin", vec![FileChange::added("docs/a.md", "a\n")]);
+    let d1 = fake.commit_to_branch(REPO, "main", docs);
+    assert_eq!(d1, "d1");
+    let generated = fake.commit_to_branch(
+        REPO,
+        "main",
+        CommitSpec::new("", "erin", vec![FileChange::modified("docs/a.md", "b\n")]),
+    );
+    assert_eq!(
+        generated.len(),
+        40,
+        "an empty sha is generated: {generated}"
+    );
+    let merge = fake.merge_pr(REPO, 7, "carol");
+    let mut expected = fake.tree_at(REPO, "c2");
+    expected.insert("docs/a.md".to_owned(), "b\n".to_owned());
+    assert_eq!(fake.tree_at(REPO, &merge), expected);
+    assert_eq!(
+        fake.tree_at(REPO, "main"),
+        expected,
+        "a branch name works too"
+    );
+}
+
+#[tokio::test]
+async fn git_data_reads_refs_and_commits() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let main = api.get(&format!("/repos/{REPO}/git/ref/heads/main")).await;
+    assert_eq!(main.status, 200, "{}", main.body);
+    assert_eq!(
+        pick(&main.body, &["/ref", "/object/sha", "/object/type"]),
+        json!(["refs/heads/main", BASE, "commit"])
+    );
+    let feature = api
+        .get(&format!("/repos/{REPO}/git/ref/heads/feature"))
+        .await;
+    assert_eq!(feature.body["object"]["sha"], "c2");
+    let missing = api.get(&format!("/repos/{REPO}/git/ref/heads/nope")).await;
+    assert_eq!(missing.status, 404);
+
+    let c2 = api.get(&format!("/repos/{REPO}/git/commits/c2")).await.body;
+    assert_eq!(column(&c2["parents"], "/sha"), [json!("c1")]);
+    assert_eq!(
+        pick(
+            &c2,
+            &["/author/name", "/committer/name", "/verification/reason"]
+        ),
+        json!(["bob", "web-flow", "unsigned"])
+    );
+    let listed = api
+        .get(&format!("/repos/{REPO}/pulls/7/commits"))
+        .await
+        .body;
+    assert_eq!(
+        listed[1]["commit"]["tree"]["sha"], c2["tree"]["sha"],
+        "one tree sha whichever API reports it"
+    );
+    let tree = api
+        .get(c2["tree"]["url"].as_str().expect("a tree URL"))
+        .await;
+    assert_eq!(tree.status, 200, "a tree sha resolves");
+    assert_eq!(tree.body["sha"], c2["tree"]["sha"]);
+    assert_eq!(
+        api.get(&format!("/repos/{REPO}/git/commits/nope"))
+            .await
+            .status,
+        404
+    );
+
+    // The same files make the same tree, whichever commit holds them.
+    let base = api
+        .get(&format!("/repos/{REPO}/git/commits/{BASE}"))
+        .await
+        .body;
+    assert_eq!(base["parents"], json!([]));
+    fake.set_branch(REPO, "copy", "c2");
+    let copy = CommitSpec::new("copy1", "erin", vec![FileChange::added("x", "1\n")]);
+    fake.commit_to_branch(REPO, "copy", copy);
+    let undo = CommitSpec::new("copy2", "erin", vec![FileChange::removed("x")]);
+    fake.commit_to_branch(REPO, "copy", undo);
+    let copy2 = api
+        .get(&format!("/repos/{REPO}/git/commits/copy2"))
+        .await
+        .body;
+    assert_eq!(copy2["tree"]["sha"], c2["tree"]["sha"]);
+
+    let _: octocrab::models::repos::Ref =
+        serde_json::from_value(main.body).expect("octocrab reads a ref");
+    let _: octocrab::models::commits::GitCommitObject =
+        serde_json::from_value(c2).expect("octocrab reads a git commit");
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn git_data_writes_commits_and_refs_or_refuses() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let c1 = api.get(&format!("/repos/{REPO}/git/commits/c1")).await.body;
+    let commits = format!("/repos/{REPO}/git/commits");
+    let tree = c1["tree"]["sha"].clone();
+    let bad_tree = json!({ "message": "m", "tree": "0000", "parents": ["c2"] });
+    let refused = api.post(&commits, bad_tree).await;
+    assert_eq!(
+        (refused.status, &refused.body["message"]),
+        (422, &json!("Tree SHA does not exist"))
+    );
+    let bad_parent = json!({ "message": "m", "tree": tree, "parents": ["nope"] });
+    assert_eq!(api.post(&commits, bad_parent).await.status, 422);
+
+    let at = fake.now();
+    let body = json!({ "message": "Back to c1", "tree": tree, "parents": ["c2"] });
+    let created = api.post(&commits, body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sha = created.body["sha"].as_str().unwrap().to_owned();
+    assert_eq!(
+        pick(
+            &created.body,
+            &["/message", "/tree/sha", "/parents/0/sha", "/author/name"]
+        ),
+        json!(["Back to c1", tree, "c2", "tollgate[bot]"])
+    );
+    assert_eq!(time(&created.body["committer"]["date"]), at);
+    assert_eq!(fake.tree_at(REPO, &sha), fake.tree_at(REPO, "c1"));
+
+    let refs = format!("/repos/{REPO}/git/refs");
+    let exists = api
+        .post(&refs, json!({ "ref": "refs/heads/main", "sha": sha }))
+        .await;
+    assert_eq!(
+        (exists.status, &exists.body["message"]),
+        (422, &json!("Reference already exists"))
+    );
+    let unknown = api
+        .post(&refs, json!({ "ref": "refs/heads/x", "sha": "nope" }))
+        .await;
+    assert_eq!(unknown.status, 422);
+    let made = api
+        .post(&refs, json!({ "ref": "refs/heads/x", "sha": sha }))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(
+        pick(&made.body, &["/ref", "/object/sha"]),
+        json!(["refs/heads/x", sha])
+    );
+    assert_eq!(fake.branch_tip(REPO, "x"), Some(sha));
+    assert_eq!(fake.branch_tip(REPO, "y"), None);
+    fake.assert_requests_match_openapi();
+}
+
+// --- pull requests opened through the API ------------------------------------------------------
+
+/// The git data API's revert: the merge's first parent's tree, committed on the merge, on a new
+/// branch, proposed as a pull request.
+#[tokio::test]
+async fn revert_through_the_git_data_api() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    fake.merge_pr(REPO, 7, "carol");
+    let main = api
+        .get(&format!("/repos/{REPO}/git/ref/heads/main"))
+        .await
+        .body;
+    let merge_sha = main["object"]["sha"].as_str().unwrap().to_owned();
+    let merge = api
+        .get(&format!("/repos/{REPO}/git/commits/{merge_sha}"))
+        .await
+        .body;
+    let parent_sha = merge["parents"][0]["sha"].as_str().unwrap().to_owned();
+    let parent = api
+        .get(&format!("/repos/{REPO}/git/commits/{parent_sha}"))
+        .await
+        .body;
+    let body = json!({
+        "message": "Revert \"Retrain\"",
+        "tree": parent["tree"]["sha"],
+        "parents": [merge_sha],
+    });
+    let revert = api.post(&format!("/repos/{REPO}/git/commits"), body).await;
+    assert_eq!(revert.status, 201, "{}", revert.body);
+    let revert_sha = revert.body["sha"].as_str().unwrap().to_owned();
+    let new_ref = json!({ "ref": "refs/heads/revert-7", "sha": revert_sha });
+    let made = api.post(&format!("/repos/{REPO}/git/refs"), new_ref).await;
+    assert_eq!(made.status, 201);
+    let opening = json!({
+        "title": "Revert \"Retrain\"",
+        "head": "revert-7",
+        "base": "main",
+        "body": "Reverts #7",
+    });
+    let pr = api.post(&format!("/repos/{REPO}/pulls"), opening).await;
+    assert_eq!(pr.status, 201, "{}", pr.body);
+    let fields = [
+        "/number",
+        "/state",
+        "/user/login",
+        "/head/sha",
+        "/base/sha",
+        "/commits",
+    ];
+    assert_eq!(
+        pick(&pr.body, &fields),
+        json!([8, "open", "tollgate[bot]", revert_sha, merge_sha, 1])
+    );
+
+    let reverse = [
+        json!(["README.md", "added"]),
+        json!(["eval/metrics.json", "modified"]),
+        json!(["models/new/model.onnx", "removed"]),
+        json!(["models/old.onnx", "added"]),
+        json!(["models/renamed.onnx", "removed"]),
+    ];
+    assert_eq!(pull_files(&api, 8).await, reverse);
+    let commits = api
+        .get(&format!("/repos/{REPO}/pulls/8/commits"))
+        .await
+        .body;
+    assert_eq!(
+        pick(&commits[0], &["/sha", "/author/login", "/committer/login"]),
+        json!([revert_sha, "tollgate[bot]", "tollgate[bot]"])
+    );
+    let readme = api
+        .get(&format!(
+            "/repos/{REPO}/contents/README.md?ref={revert_sha}"
+        ))
+        .await;
+    assert_eq!(readme.status, 200);
+    let compare = api
+        .get(&format!("/repos/{REPO}/compare/main...revert-7"))
+        .await
+        .body;
+    assert_eq!(
+        pick(&compare, &["/status", "/ahead_by"]),
+        json!(["ahead", 1])
+    );
+    assert_eq!(fake.tree_at(REPO, &revert_sha), tree_of(&base_tree()));
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn creating_a_pull_request_refuses_as_github_does() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    fake.set_branch(REPO, "empty", BASE);
+    let pulls = format!("/repos/{REPO}/pulls");
+    let open = |head: &str, base: &str| json!({ "title": "T", "head": head, "base": base });
+    let refusals = [
+        (open("nope", "main"), "head"),
+        (open("feature", "nope"), "base"),
+        (open("other:feature", "main"), "head"),
+    ];
+    for (body, field) in refusals {
+        let refused = api.post(&pulls, body.clone()).await;
+        assert_eq!(refused.status, 422, "{body}");
+        assert_eq!(
+            pick(&refused.body, &["/message", "/errors/0/field"]),
+            json!(["Validation Failed", field])
+        );
+    }
+    let custom = [
+        (open("main", "main"), "No commits between main and main"),
+        (open("empty", "main"), "No commits between main and empty"),
+        (
+            open("feature", "main"),
+            "A pull request already exists for acme:feature.",
+        ),
+    ];
+    for (body, message) in custom {
+        let refused = api.post(&pulls, body.clone()).await;
+        assert_eq!(refused.status, 422, "{body}");
+        assert_eq!(refused.body["errors"][0]["message"], message);
+    }
+    let untitled = api
+        .post(&pulls, json!({ "head": "feature", "base": "x" }))
+        .await;
+    assert_eq!(untitled.status, 422);
+    assert_eq!(fake.pulls(REPO).len(), 1, "nothing was opened");
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn pull_requests_opened_through_the_api_follow_their_branch() {
+    let fake = FakeGitHub::start().await;
+    sample_pr(&fake);
+    fake.set_user("octo");
+    let api = Api::new(&fake, Some("ghp_octo"));
+    fake.set_branch(REPO, "topic", BASE);
+    let t1 = CommitSpec::new("t1", "dave", vec![FileChange::added("notes.md", "n\n")]);
+    fake.commit_to_branch(REPO, "topic", t1);
+    let opening = json!({
+        "title": "Notes",
+        "head": "acme:topic",
+        "base": "main",
+        "draft": true,
+        "maintainer_can_modify": true,
+    });
+    let created = api.post(&format!("/repos/{REPO}/pulls"), opening).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(
+        created
+            .header("location")
+            .is_some_and(|l| l.ends_with("/pulls/8"))
+    );
+    let fields = ["/number", "/user/login", "/draft", "/maintainer_can_modify"];
+    assert_eq!(pick(&created.body, &fields), json!([8, "octo", true, true]));
+    let got = api.get(&format!("/repos/{REPO}/pulls/8")).await.body;
+    assert_eq!(
+        pick(&got, &["/head/sha", "/base/sha", "/body"]),
+        json!(["t1", BASE, ""])
+    );
+
+    let t2 = CommitSpec::new("t2", "dave", vec![FileChange::modified("notes.md", "m\n")]);
+    fake.commit_to_branch(REPO, "topic", t2);
+    let commits = api
+        .get(&format!("/repos/{REPO}/pulls/8/commits"))
+        .await
+        .body;
+    assert_eq!(column(&commits, "/sha"), [json!("t1"), json!("t2")]);
+    assert_eq!(pull_files(&api, 8).await, [json!(["notes.md", "added"])]);
+    let listed = api
+        .get(&format!("/repos/{REPO}/pulls?head=acme:topic"))
+        .await
+        .body;
+    assert_eq!(column(&listed, "/number"), [json!(8)]);
+    let view = fake.pulls(REPO).pop().expect("PR #8");
+    assert_eq!(
+        (
+            view.author.as_str(),
+            view.head_ref.as_str(),
+            view.head_sha.as_str()
+        ),
+        ("octo", "topic", "t2")
+    );
+    assert!(view.draft);
+    fake.assert_requests_match_openapi();
+}
+
+// --- GraphQL -------------------------------------------------------------------------------------
+
+const REVERT_MUTATION: &str = "mutation($input: RevertPullRequestInput!) { \
+    revertPullRequest(input: $input) { revertPullRequest { number url } } }";
+
+fn revert_request(id: &str, input: Value) -> Value {
+    let mut input = input;
+    input["pullRequestId"] = json!(id);
+    json!({ "query": REVERT_MUTATION, "variables": { "input": input } })
+}
+
+/// GitHub's revert button, after main moved on: the revert undoes the PR's paths only.
+#[tokio::test]
+async fn graphql_reverts_a_merged_pull_request() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let merge = fake.merge_pr(REPO, 7, "carol");
+    let later = CommitSpec::new(
+        "later",
+        "erin",
+        vec![
+            FileChange::added("docs/a.md", "a\n"),
+            FileChange::modified(".governance.toml", "version = 2\n"),
+        ],
+    );
+    fake.commit_to_branch(REPO, "main", later);
+    let input = json!({ "title": "Undo retrain", "body": "Rolling back.", "draft": false });
+    let answer = api
+        .post("/graphql", revert_request("PR_fake7", input))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body,
+        json!({ "data": { "revertPullRequest": { "revertPullRequest": {
+            "number": 8, "url": "https://github.com/acme/models/pull/8",
+        } } } })
+    );
+
+    let view = fake.pulls(REPO).pop().expect("the revert PR");
+    let fields = (
+        view.number,
+        view.title.as_str(),
+        view.body.as_str(),
+        view.author.as_str(),
+        view.head_ref.as_str(),
+        view.base_ref.as_str(),
+        view.base_sha.as_str(),
+    );
+    assert_eq!(
+        fields,
+        (
+            8,
+            "Undo retrain",
+            "Rolling back.",
+            "tollgate[bot]",
+            "revert-7-feature",
+            "main",
+            "later"
+        )
+    );
+    let mut expected = tree_of(&base_tree());
+    expected.insert("docs/a.md".to_owned(), "a\n".to_owned());
+    expected.insert(".governance.toml".to_owned(), "version = 2\n".to_owned());
+    assert_eq!(fake.tree_at(REPO, &view.head_sha), expected);
+    assert_eq!(
+        fake.branch_tip(REPO, "revert-7-feature"),
+        Some(view.head_sha.clone())
+    );
+    let commit = api
+        .get(&format!("/repos/{REPO}/git/commits/{}", view.head_sha))
+        .await
+        .body;
+    assert_eq!(column(&commit["parents"], "/sha"), [json!("later")]);
+    assert_eq!(
+        pick(&commit, &["/author/name", "/committer/name"]),
+        json!(["tollgate[bot]", "web-flow"])
+    );
+    assert!(
+        commit["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("This reverts commit {merge}"))
+    );
+    let reverse = [
+        json!(["README.md", "added"]),
+        json!(["eval/metrics.json", "modified"]),
+        json!(["models/new/model.onnx", "removed"]),
+        json!(["models/old.onnx", "added"]),
+        json!(["models/renamed.onnx", "removed"]),
+    ];
+    assert_eq!(pull_files(&api, 8).await, reverse);
+
+    let again = api
+        .post("/graphql", revert_request("PR_fake7", json!({})))
+        .await;
+    let second = again.body["data"]["revertPullRequest"]["revertPullRequest"]["number"].clone();
+    assert_eq!(second, 9);
+    let view = fake.pulls(REPO).pop().expect("the second revert");
+    assert_eq!(
+        (
+            view.title.as_str(),
+            view.body.as_str(),
+            view.head_ref.as_str()
+        ),
+        (
+            "Revert \"Retrain\"",
+            "Reverts acme/models#7",
+            "revert-7-feature-1"
+        )
+    );
+    let recorded: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/graphql")
+        .collect();
+    assert_eq!(recorded.len(), 2);
+    let sent = recorded[0].body.as_ref().expect("a JSON body");
+    assert_eq!(sent["variables"]["input"]["pullRequestId"], "PR_fake7");
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn graphql_refuses_what_github_refuses() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    let unmerged = api
+        .post("/graphql", revert_request("PR_fake7", json!({})))
+        .await;
+    assert_eq!(unmerged.status, 200);
+    assert_eq!(unmerged.body["data"]["revertPullRequest"], Value::Null);
+    assert_eq!(
+        pick(&unmerged.body, &["/errors/0/type", "/errors/0/path/0"]),
+        json!(["UNPROCESSABLE", "revertPullRequest"])
+    );
+    let unknown = api
+        .post("/graphql", revert_request("PR_fake99", json!({})))
+        .await;
+    assert_eq!(unknown.body["errors"][0]["type"], "NOT_FOUND");
+    let query = api
+        .post("/graphql", json!({ "query": "query { viewer { login } }" }))
+        .await;
+    assert_eq!(query.status, 200);
+    assert!(
+        query.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revertPullRequest")
+    );
+    assert!(query.body.get("data").is_none());
+
+    let anonymous = Api::new(&fake, None)
+        .post("/graphql", revert_request("PR_fake7", json!({})))
+        .await;
+    assert_eq!(
+        (anonymous.status, &anonymous.body["message"]),
+        (
+            401,
+            &json!("This endpoint requires you to be authenticated.")
+        )
+    );
+    let jwt = Api::new(&fake, Some(&fake.app_jwt()));
+    assert_eq!(
+        jwt.post("/graphql", json!({ "query": "{}" })).await.status,
+        401
+    );
+    let user = Api::new(&fake, Some("ghp_user"));
+    assert_eq!(
+        user.post("/graphql", json!({ "query": "{}" })).await.status,
+        200
+    );
+    assert_eq!(fake.pulls(REPO).len(), 1, "nothing was opened");
+    fake.assert_requests_match_openapi();
+}
+
+// --- issues --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn issues_share_the_numbers_of_pull_requests() {
+    let (fake, api) = app_fake().await;
+    sample_pr(&fake);
+    fake.set_permission(REPO, "carol", "write");
+    fake.set_permission(REPO, "mallory", "triage");
+    let issues = format!("/repos/{REPO}/issues");
+    let refused = api
+        .post(
+            &issues,
+            json!({ "title": "x", "assignees": ["carol", "mallory"] }),
+        )
+        .await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(
+        pick(
+            &refused.body,
+            &[
+                "/message",
+                "/errors/0/field",
+                "/errors/0/code",
+                "/errors/0/value"
+            ]
+        ),
+        json!(["Validation Failed", "assignees", "invalid", "mallory"])
+    );
+    let at = fake.now();
+    let body = json!({
+        "title": "Model rollback needed",
+        "body": "AUC dropped.",
+        "labels": ["incident", { "name": "sev2" }],
+        "assignees": ["carol"],
+    });
+    let created = api.post(&issues, body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let fields = [
+        "/number",
+        "/state",
+        "/user/login",
+        "/assignee/login",
+        "/assignees/0/login",
+        "/labels/1/name",
+        "/html_url",
+    ];
+    assert_eq!(
+        pick(&created.body, &fields),
+        json!([
+            8,
+            "open",
+            "tollgate[bot]",
+            "carol",
+            "carol",
+            "sev2",
+            "https://github.com/acme/models/issues/8"
+        ])
+    );
+    assert!(created.body.get("pull_request").is_none());
+    let fetched = api.get(&format!("{issues}/8")).await.body;
+    assert_eq!(fetched["title"], "Model rollback needed");
+    assert!(
+        api.get(&format!("{issues}/7")).await.body["pull_request"].is_object(),
+        "a PR's issue side links to it"
+    );
+    assert_eq!(api.get(&format!("/repos/{REPO}/pulls/8")).await.status, 404);
+    let _: octocrab::models::issues::Issue =
+        serde_json::from_value(fetched).expect("octocrab reads an issue");
+
+    fake.set_branch(REPO, "topic", BASE);
+    fake.commit_to_branch(
+        REPO,
+        "topic",
+        CommitSpec::new("t1", "dave", vec![FileChange::added("n", "n")]),
+    );
+    let opening = json!({ "title": "T", "head": "topic", "base": "main" });
+    let pr = api.post(&format!("/repos/{REPO}/pulls"), opening).await;
+    assert_eq!(pr.body["number"], 9, "issues and PRs share one sequence");
+    let next = api.post(&issues, json!({ "title": "Another" })).await;
+    assert_eq!(next.body["number"], 10);
+    assert_eq!(next.body["body"], Value::Null);
+
+    let views = fake.issues(REPO);
+    let numbers: Vec<u64> = views.iter().map(|i| i.number).collect();
+    assert_eq!(numbers, [8, 10], "issues only, by number");
+    assert_eq!(
+        (views[0].labels.clone(), views[0].assignees.clone()),
+        (
+            vec!["incident".to_owned(), "sev2".to_owned()],
+            vec!["carol".to_owned()]
+        )
+    );
+    assert_eq!(views[0].created_at, at);
+    assert_eq!(views[0].author, "tollgate[bot]");
+    let pulls: Vec<u64> = fake.pulls(REPO).iter().map(|p| p.number).collect();
+    assert_eq!(pulls, [7, 9]);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn issues_take_labels_comments_and_close() {
+    let (fake, api) = app_fake().await;
+    fake.set_permission(REPO, "carol", "admin");
+    sample_pr(&fake);
+    let issues = format!("/repos/{REPO}/issues");
+    let created = api
+        .post(
+            &issues,
+            json!({ "title": "Incident", "labels": ["incident"] }),
+        )
+        .await;
+    assert_eq!(created.body["number"], 8);
+    let labels = api
+        .post(
+            &format!("{issues}/8/labels"),
+            json!({ "labels": ["sev1", "Incident"] }),
+        )
+        .await;
+    assert_eq!(labels.status, 200, "{}", labels.body);
+    assert_eq!(
+        column(&labels.body, "/name"),
+        [json!("incident"), json!("sev1")],
+        "every label of the issue, names case-insensitive"
+    );
+
+    let comment = api
+        .post(
+            &format!("{issues}/8/comments"),
+            json!({ "body": "Rolled back." }),
+        )
+        .await;
+    assert_eq!(comment.status, 201);
+    assert!(
+        comment.body["html_url"]
+            .as_str()
+            .unwrap()
+            .contains("/issues/8#issuecomment-")
+    );
+    fake.add_comment(REPO, 8, "carol", "Thanks");
+    let listed = api.get(&format!("{issues}/8/comments")).await.body;
+    assert_eq!(
+        column(&listed, "/body"),
+        [json!("Rolled back."), json!("Thanks")]
+    );
+    assert_eq!(fake.comments(REPO, 8).len(), 2);
+    assert_eq!(api.get(&format!("{issues}/8")).await.body["comments"], 2);
+
+    let patch = json!({
+        "state": "closed",
+        "state_reason": "not_planned",
+        "title": "Incident (false alarm)",
+        "assignees": ["carol"],
+        "labels": ["false-alarm"],
+    });
+    let closed = api.patch(&format!("{issues}/8"), patch).await;
+    assert_eq!(closed.status, 200, "{}", closed.body);
+    let fields = [
+        "/state",
+        "/state_reason",
+        "/closed_by/login",
+        "/title",
+        "/assignees/0/login",
+        "/labels/0/name",
+    ];
+    assert_eq!(
+        pick(&closed.body, &fields),
+        json!([
+            "closed",
+            "not_planned",
+            "tollgate[bot]",
+            "Incident (false alarm)",
+            "carol",
+            "false-alarm"
+        ])
+    );
+    assert!(closed.body["closed_at"].is_string());
+    let reopened = api
+        .patch(&format!("{issues}/8"), json!({ "state": "open" }))
+        .await;
+    assert_eq!(
+        pick(&reopened.body, &["/state", "/state_reason", "/closed_by"]),
+        json!(["open", "reopened", null])
+    );
+    let bad = api
+        .patch(&format!("{issues}/8"), json!({ "assignees": ["mallory"] }))
+        .await;
+    assert_eq!(
+        (bad.status, &bad.body["errors"][0]["value"]),
+        (422, &json!("mallory"))
+    );
+
+    fake.close_issue(REPO, 8, "carol");
+    let view = &fake.issues(REPO)[0];
+    assert_eq!(
+        (
+            view.state.as_str(),
+            view.closed_by.as_deref(),
+            view.state_reason.as_deref()
+        ),
+        ("closed", Some("carol"), Some("completed"))
+    );
+    let closed_pr = api
+        .patch(&format!("{issues}/7"), json!({ "state": "closed" }))
+        .await;
+    assert_eq!(closed_pr.body["state"], "closed");
+    let pr = &fake.pulls(REPO)[0];
+    assert_eq!((pr.state.as_str(), pr.merged), ("closed", false));
+    assert_eq!(
+        api.patch(&format!("{issues}/99"), json!({})).await.status,
+        404
+    );
+    fake.assert_requests_match_openapi();
+}

@@ -242,6 +242,7 @@ mod tests {
     use crate::policy::parse_policy;
 
     const POLICY: &str = r#"
+version = 1
 [roles]
 on_call = ["olga", "@acme/oncall"]
 approver = ["lee", "@acme/leads"]

@@ -40,8 +40,11 @@ pub const COMPARE_COMMITS_CAP: usize = 250;
 /// GitHub keeps at most this many statuses per commit and context.
 pub const STATUSES_PER_CONTEXT_CAP: usize = 1_000;
 /// Routes the fake serves although the OpenAPI subset lacks them (method, path template).
-pub const KNOWN_ADDITIONS: &[(&str, &str)] =
-    &[("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}")];
+pub const KNOWN_ADDITIONS: &[(&str, &str)] = &[
+    ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
+    // GraphQL has one endpoint, outside the REST description.
+    ("POST", "/graphql"),
+];
 
 /// Items per page when the request does not say.
 const DEFAULT_PER_PAGE: usize = 30;
@@ -65,6 +68,16 @@ const APP_OWNER: &str = "fake-app-owner";
 const DOCS_URL: &str = "https://docs.github.com/rest";
 /// Line length of base64 content in the contents API.
 const BASE64_LINE: usize = 60;
+/// The committer GitHub writes on commits it makes itself (merges, reverts, web edits).
+const WEB_FLOW: &str = "web-flow";
+/// Where GraphQL's authentication error points, as GitHub's does.
+const GRAPHQL_AUTH_DOCS_URL: &str =
+    "https://docs.github.com/graphql/guides/forming-calls-with-graphql#authenticating-with-graphql";
+/// What the fake answers a GraphQL document it does not serve.
+const GRAPHQL_UNSUPPORTED: &str = "the fake GitHub's GraphQL API only serves the \
+    revertPullRequest mutation, with its input in variables";
+/// Repository roles that may be assigned issues (push access).
+const PUSH_ROLES: &[&str] = &["write", "maintain", "admin"];
 
 // ---------------------------------------------------------------------------------------------
 // What tests build and see
@@ -294,6 +307,62 @@ pub struct StatusView {
     pub created_at: DateTime<Utc>,
 }
 
+/// An issue (not a pull request), as [`FakeGitHub::issues`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueView {
+    /// Its number (shared with pull requests).
+    pub number: u64,
+    /// The title.
+    pub title: String,
+    /// The description (empty when it has none).
+    pub body: String,
+    /// `open` or `closed`.
+    pub state: String,
+    /// `completed`, `not_planned`, `duplicate` or `reopened`, once it was closed.
+    pub state_reason: Option<String>,
+    /// Label names, in the order they were added.
+    pub labels: Vec<String>,
+    /// Assignees' logins.
+    pub assignees: Vec<String>,
+    /// The author's login (`<slug>[bot]` for the App).
+    pub author: String,
+    /// When it was opened.
+    pub created_at: DateTime<Utc>,
+    /// Who closed it last, while it is closed.
+    pub closed_by: Option<String>,
+}
+
+/// A pull request, as [`FakeGitHub::pulls`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullView {
+    /// Its number.
+    pub number: u64,
+    /// The title.
+    pub title: String,
+    /// The description.
+    pub body: String,
+    /// `open` or `closed`.
+    pub state: String,
+    /// Whether it was merged.
+    pub merged: bool,
+    /// Whether it is a draft.
+    pub draft: bool,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// The author's login (`<slug>[bot]` for the App).
+    pub author: String,
+    /// The base branch.
+    pub base_ref: String,
+    /// The head branch.
+    pub head_ref: String,
+    /// The base commit (`base.sha`).
+    pub base_sha: String,
+    /// The head commit.
+    pub head_sha: String,
+    /// The merge commit, once merged.
+    pub merge_commit_sha: Option<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fake
 // ---------------------------------------------------------------------------------------------
@@ -404,7 +473,8 @@ impl FakeGitHub {
         repo.branches.insert(branch.to_owned(), sha.to_owned());
     }
 
-    /// Opens a pull request; its head is the last commit's sha.
+    /// Opens a pull request; its head is the last commit's sha. The base branch is created at
+    /// `base_sha` if it does not exist; the head branch points at the head.
     pub fn open_pr(&self, repo: &str, pr: PrSpec) {
         assert!(
             !pr.commits.is_empty(),
@@ -416,8 +486,8 @@ impl FakeGitHub {
         let dates: Vec<DateTime<Utc>> = pr.commits.iter().map(|_| state.stamp()).collect();
         let repo_state = state.repo_entry(repo);
         assert!(
-            !repo_state.prs.contains_key(&pr.number),
-            "PR #{} already exists in {repo}",
+            !repo_state.number_taken(pr.number),
+            "#{} already exists in {repo}",
             pr.number
         );
         repo_state.seeded.entry(pr.base_sha.clone()).or_default();
@@ -432,24 +502,11 @@ impl FakeGitHub {
             shas.push(parent.clone());
         }
         repo_state.branches.insert(pr.head_ref.clone(), parent);
-        let record = PullRecord {
-            number: pr.number,
-            author: pr.author,
-            title: pr.title,
-            body: pr.body,
-            labels: pr.labels,
-            base_ref: pr.base_ref,
-            base_sha: pr.base_sha,
-            head_ref: pr.head_ref,
-            commits: shas,
-            state: "open",
-            merged: false,
-            draft: false,
-            reviews: Vec::new(),
-            created_at: now,
-            updated_at: now,
-        };
-        repo_state.prs.insert(record.number, record);
+        let mut issue = IssueRecord::new(pr.number, &pr.author, &pr.title, now);
+        issue.body = pr.body;
+        issue.labels = pr.labels;
+        let record = PullRecord::new(issue, (pr.base_ref, pr.base_sha), pr.head_ref, shas);
+        repo_state.prs.insert(pr.number, record);
     }
 
     /// Pushes a commit onto a pull request's head branch (it becomes the head).
@@ -461,9 +518,49 @@ impl FakeGitHub {
         let sha = repo_state.add_commit(commit, head, now);
         let pr = repo_state.pr_mut(number);
         pr.commits.push(sha.clone());
-        pr.updated_at = now;
+        pr.issue.updated_at = now;
         let branch = pr.head_ref.clone();
         repo_state.branches.insert(branch, sha);
+    }
+
+    /// Adds a commit on top of a branch (its `files` change the tip's tree) and moves the
+    /// branch to it; an open pull request from that branch gets it as its new head. An empty
+    /// `commit.sha` gets a generated one, an empty committer is the author. Returns the sha.
+    pub fn commit_to_branch(&self, repo: &str, branch: &str, mut commit: CommitSpec) -> String {
+        let mut state = self.lock();
+        let now = state.stamp();
+        let repo_state = state.repo_mut(repo);
+        let tip = repo_state
+            .branches
+            .get(branch)
+            .cloned()
+            .unwrap_or_else(|| panic!("no branch {branch} in {repo}"));
+        if commit.sha.is_empty() {
+            commit.sha = repo_state.fresh_sha(&format!("{branch} {tip} {now}"));
+        }
+        if commit.committer.is_empty() {
+            commit.committer = commit.author.clone();
+        }
+        let sha = repo_state.add_commit(commit, tip, now);
+        repo_state.advance_branch(branch, &sha, now);
+        sha
+    }
+
+    /// The commit a branch points at.
+    pub fn branch_tip(&self, repo: &str, branch: &str) -> Option<String> {
+        let state = self.lock();
+        let repo = state.repos.get(&repo_key(repo))?;
+        repo.branches.get(branch).cloned()
+    }
+
+    /// The files (path → contents) at a commit or branch.
+    pub fn tree_at(&self, repo: &str, sha: &str) -> BTreeMap<String, String> {
+        let state = self.lock();
+        state
+            .repos
+            .get(&repo_key(repo))
+            .and_then(|r| r.tree_at(&r.resolve(sha)?))
+            .unwrap_or_else(|| panic!("no commit or branch {sha} in {repo}"))
     }
 
     /// Changes a pull request's base branch and commit.
@@ -479,14 +576,14 @@ impl FakeGitHub {
         let pr = repo_state.pr_mut(number);
         pr.base_ref = base_ref.to_owned();
         pr.base_sha = base_sha.to_owned();
-        pr.updated_at = now;
+        pr.issue.updated_at = now;
     }
 
     /// Replaces a pull request's labels.
     pub fn set_labels(&self, repo: &str, number: u64, labels: &[&str]) {
         let mut state = self.lock();
         let pr = state.repo_mut(repo).pr_mut(number);
-        pr.labels = labels.iter().map(|l| (*l).to_owned()).collect();
+        pr.issue.labels = labels.iter().map(|l| (*l).to_owned()).collect();
     }
 
     /// Replaces a pull request's description.
@@ -494,17 +591,69 @@ impl FakeGitHub {
         let mut state = self.lock();
         let now = state.stamp();
         let pr = state.repo_mut(repo).pr_mut(number);
-        pr.body = body.to_owned();
-        pr.updated_at = now;
+        pr.issue.body = body.to_owned();
+        pr.issue.updated_at = now;
     }
 
-    /// Closes a pull request, merged or not.
+    /// Closes a pull request; `merged` merges it as its author does with
+    /// [`FakeGitHub::merge_pr`] (a merge commit, the base branch moves).
     pub fn close_pr(&self, repo: &str, number: u64, merged: bool) {
         let mut state = self.lock();
-        let pr = state.repo_mut(repo).pr_mut(number);
-        pr.state = "closed";
-        pr.merged = merged;
+        let now = state.stamp();
+        let repo_state = state.repo_mut(repo);
+        if merged {
+            let author = repo_state.pr(number).issue.author.clone();
+            repo_state.merge(number, &author, now);
+            return;
+        }
+        repo_state.pr_mut(number).issue.close(None, now);
     }
+
+    /// Merges an open pull request as GitHub's merge button does: a merge commit whose parents
+    /// are the base branch's tip and the PR's head, whose tree is the tip's tree with the PR's
+    /// changes applied, committed by `web-flow`; the base branch moves to it, and the PR is
+    /// closed and merged by `merged_by` at [`FakeGitHub::now`]. Returns the merge commit's sha.
+    pub fn merge_pr(&self, repo: &str, number: u64, merged_by: &str) -> String {
+        let mut state = self.lock();
+        let now = state.stamp();
+        state.repo_mut(repo).merge(number, merged_by, now)
+    }
+
+    /// Every pull request of a repository (opened by [`FakeGitHub::open_pr`] or through the
+    /// API), by number.
+    pub fn pulls(&self, repo: &str) -> Vec<PullView> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(&repo_key(repo)) else {
+            return Vec::new();
+        };
+        repo.prs.values().map(PullRecord::view).collect()
+    }
+
+    // --- issues ------------------------------------------------------------------------------
+
+    /// Every issue of a repository (not its pull requests), by number.
+    pub fn issues(&self, repo: &str) -> Vec<IssueView> {
+        let state = self.lock();
+        let Some(repo) = state.repos.get(&repo_key(repo)) else {
+            return Vec::new();
+        };
+        repo.issues.values().map(IssueRecord::view).collect()
+    }
+
+    /// Closes an issue as `by` (someone other than the client), as completed.
+    pub fn close_issue(&self, repo: &str, number: u64, by: &str) {
+        let mut state = self.lock();
+        let now = state.stamp();
+        let repo_state = state.repo_mut(repo);
+        let issue = repo_state
+            .issues
+            .get_mut(&number)
+            .unwrap_or_else(|| panic!("no issue #{number} in {repo}"));
+        issue.close(Some(by), now);
+        issue.state_reason = Some("completed".to_owned());
+    }
+
+    // --- reviews -----------------------------------------------------------------------------
 
     /// Adds a submitted review (`APPROVED`, `CHANGES_REQUESTED`, `COMMENTED`, `DISMISSED`, or
     /// `PENDING`, which has no submission time) and returns its id.
@@ -595,12 +744,16 @@ impl FakeGitHub {
 
     // --- comments ----------------------------------------------------------------------------
 
-    /// Adds a comment by `author` (someone other than the client) and returns its id.
+    /// Adds a comment by `author` (someone other than the client) on a pull request or an
+    /// issue and returns its id.
     pub fn add_comment(&self, repo: &str, number: u64, author: &str, body: &str) -> u64 {
         let mut state = self.lock();
         let (id, now) = (state.new_id(), state.stamp());
         let repo_state = state.repo_mut(repo);
-        repo_state.pr(number);
+        assert!(
+            repo_state.number_taken(number),
+            "no PR or issue #{number} in {repo}"
+        );
         repo_state.comments.push(CommentView {
             id,
             number,
@@ -633,7 +786,7 @@ impl FakeGitHub {
         comment.edited_by = Some(editor.to_owned());
     }
 
-    /// The comments of a pull request, oldest first.
+    /// The comments of a pull request or an issue, oldest first.
     pub fn comments(&self, repo: &str, number: u64) -> Vec<CommentView> {
         let state = self.lock();
         state.repos.get(&repo_key(repo)).map_or_else(Vec::new, |r| {
@@ -844,39 +997,171 @@ struct Repo {
     /// Files set by tests at a sha: the whole tree of a base commit, overrides on a PR commit.
     seeded: HashMap<String, Tree>,
     prs: BTreeMap<u64, PullRecord>,
+    /// Issues that are not pull requests (the two share one number sequence).
+    issues: BTreeMap<u64, IssueRecord>,
     permissions: HashMap<String, String>,
     comments: Vec<CommentView>,
     check_runs: Vec<CheckRunView>,
     statuses: Vec<StatusView>,
 }
 
+/// A commit the fake made or was given. Its tree is `snapshot` when it has one (commits
+/// written through the git data API), else its first parent's tree with `spec.files` applied;
+/// files seeded at its sha override either.
 struct CommitRecord {
     spec: CommitSpec,
-    parent: String,
+    parents: Vec<String>,
+    snapshot: Option<Tree>,
+    message: String,
     date: DateTime<Utc>,
 }
 
-struct PullRecord {
+/// A commit to write with [`Repo::write_commit`] (its sha is derived).
+struct NewCommit {
+    parents: Vec<String>,
+    author: String,
+    committer: String,
+    message: String,
+    files: Vec<FileChange>,
+    snapshot: Option<Tree>,
+}
+
+/// What an issue and a pull request share (the issues API serves both).
+struct IssueRecord {
     number: u64,
     author: String,
     title: String,
     body: String,
     labels: Vec<String>,
+    assignees: Vec<String>,
+    state: &'static str,
+    state_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+    closed_by: Option<String>,
+}
+
+impl IssueRecord {
+    fn new(number: u64, author: &str, title: &str, now: DateTime<Utc>) -> IssueRecord {
+        IssueRecord {
+            number,
+            author: author.to_owned(),
+            title: title.to_owned(),
+            body: String::new(),
+            labels: Vec::new(),
+            assignees: Vec::new(),
+            state: "open",
+            state_reason: None,
+            created_at: now,
+            updated_at: now,
+            closed_at: None,
+            closed_by: None,
+        }
+    }
+
+    fn close(&mut self, by: Option<&str>, now: DateTime<Utc>) {
+        self.state = "closed";
+        self.closed_at = Some(now);
+        self.closed_by = by.map(str::to_owned);
+        self.updated_at = now;
+    }
+
+    fn reopen(&mut self, now: DateTime<Utc>) {
+        self.state = "open";
+        self.state_reason = Some("reopened".to_owned());
+        self.closed_at = None;
+        self.closed_by = None;
+        self.updated_at = now;
+    }
+
+    /// Adds labels not there yet (label names are case-insensitive).
+    fn add_labels(&mut self, labels: Vec<String>) {
+        for label in labels {
+            if !self.labels.iter().any(|l| l.eq_ignore_ascii_case(&label)) {
+                self.labels.push(label);
+            }
+        }
+    }
+
+    fn view(&self) -> IssueView {
+        IssueView {
+            number: self.number,
+            title: self.title.clone(),
+            body: self.body.clone(),
+            state: self.state.to_owned(),
+            state_reason: self.state_reason.clone(),
+            labels: self.labels.clone(),
+            assignees: self.assignees.clone(),
+            author: self.author.clone(),
+            created_at: self.created_at,
+            closed_by: self.closed_by.clone(),
+        }
+    }
+}
+
+struct PullRecord {
+    issue: IssueRecord,
     base_ref: String,
     base_sha: String,
     head_ref: String,
     commits: Vec<String>,
-    state: &'static str,
     merged: bool,
+    merged_at: Option<DateTime<Utc>>,
+    merged_by: Option<String>,
+    merge_commit_sha: Option<String>,
     draft: bool,
+    maintainer_can_modify: bool,
     reviews: Vec<ReviewRecord>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
 }
 
 impl PullRecord {
+    fn new(
+        issue: IssueRecord,
+        (base_ref, base_sha): (String, String),
+        head_ref: String,
+        commits: Vec<String>,
+    ) -> PullRecord {
+        PullRecord {
+            issue,
+            base_ref,
+            base_sha,
+            head_ref,
+            commits,
+            merged: false,
+            merged_at: None,
+            merged_by: None,
+            merge_commit_sha: None,
+            draft: false,
+            maintainer_can_modify: false,
+            reviews: Vec::new(),
+        }
+    }
+
+    fn number(&self) -> u64 {
+        self.issue.number
+    }
+
     fn head(&self) -> &str {
         self.commits.last().map_or(&self.base_sha, String::as_str)
+    }
+
+    fn view(&self) -> PullView {
+        PullView {
+            number: self.number(),
+            title: self.issue.title.clone(),
+            body: self.issue.body.clone(),
+            state: self.issue.state.to_owned(),
+            merged: self.merged,
+            draft: self.draft,
+            labels: self.issue.labels.clone(),
+            author: self.issue.author.clone(),
+            base_ref: self.base_ref.clone(),
+            head_ref: self.head_ref.clone(),
+            base_sha: self.base_sha.clone(),
+            head_sha: self.head().to_owned(),
+            merge_commit_sha: self.merge_commit_sha.clone(),
+        }
     }
 }
 
@@ -928,6 +1213,7 @@ impl State {
                 commits: HashMap::new(),
                 seeded: HashMap::new(),
                 prs: BTreeMap::new(),
+                issues: BTreeMap::new(),
                 permissions: HashMap::new(),
                 comments: Vec::new(),
                 check_runs: Vec::new(),
@@ -968,6 +1254,33 @@ impl Repo {
         self.comments.iter_mut().find(|c| c.id == id)
     }
 
+    /// Whether a pull request or an issue has this number.
+    fn number_taken(&self, number: u64) -> bool {
+        self.prs.contains_key(&number) || self.issues.contains_key(&number)
+    }
+
+    /// The next number of the sequence pull requests and issues share.
+    fn next_number(&self) -> u64 {
+        let last_pr = self.prs.keys().next_back().copied().unwrap_or(0);
+        let last_issue = self.issues.keys().next_back().copied().unwrap_or(0);
+        last_pr.max(last_issue) + 1
+    }
+
+    /// The issue side of a pull request or an issue, and whether it is a pull request.
+    fn issue(&self, number: u64) -> Option<(&IssueRecord, bool)> {
+        match self.prs.get(&number) {
+            Some(pr) => Some((&pr.issue, true)),
+            None => self.issues.get(&number).map(|i| (i, false)),
+        }
+    }
+
+    fn issue_mut(&mut self, number: u64) -> Option<&mut IssueRecord> {
+        match self.prs.get_mut(&number) {
+            Some(pr) => Some(&mut pr.issue),
+            None => self.issues.get_mut(&number),
+        }
+    }
+
     /// Records a commit on top of `parent` and returns its sha.
     fn add_commit(&mut self, spec: CommitSpec, parent: String, date: DateTime<Utc>) -> String {
         const STATUSES: &[&str] = &["added", "modified", "removed", "renamed"];
@@ -984,15 +1297,72 @@ impl Repo {
                 file.path
             );
         }
+        // A seeded sha may become a commit: files set on a PR commit before it is opened.
         assert!(
             !self.commits.contains_key(&spec.sha),
             "commit {} already exists",
             spec.sha
         );
         let sha = spec.sha.clone();
-        self.commits
-            .insert(sha.clone(), CommitRecord { spec, parent, date });
+        let record = CommitRecord {
+            message: format!("Commit {sha}"),
+            spec,
+            parents: vec![parent],
+            snapshot: None,
+            date,
+        };
+        self.commits.insert(sha.clone(), record);
         sha
+    }
+
+    /// Records a commit the fake makes (merges, reverts, the git data API) under a derived sha.
+    fn write_commit(&mut self, commit: NewCommit, date: DateTime<Utc>) -> String {
+        let seed = format!(
+            "{} {} {} {}",
+            commit.parents.join(","),
+            commit.author,
+            commit.message,
+            timestamp(date)
+        );
+        let sha = self.fresh_sha(&seed);
+        let spec = CommitSpec {
+            sha: sha.clone(),
+            author: commit.author,
+            committer: commit.committer,
+            files: commit.files,
+        };
+        let record = CommitRecord {
+            spec,
+            parents: commit.parents,
+            snapshot: commit.snapshot,
+            message: commit.message,
+            date,
+        };
+        self.commits.insert(sha.clone(), record);
+        sha
+    }
+
+    /// A 40-hex-digit sha derived from `seed` that no commit has yet.
+    fn fresh_sha(&self, seed: &str) -> String {
+        let mut sha = blob_sha(&format!("commit {} {seed}", self.full_name));
+        while self.knows(&sha) {
+            sha = blob_sha(&sha);
+        }
+        sha
+    }
+
+    /// Moves a branch to a commit made on top of it; an open pull request from that branch
+    /// gets the commit as its new head.
+    fn advance_branch(&mut self, branch: &str, sha: &str, now: DateTime<Utc>) {
+        self.branches.insert(branch.to_owned(), sha.to_owned());
+        let from_branch = self
+            .prs
+            .values_mut()
+            .filter(|pr| pr.issue.state == "open" && pr.head_ref == branch);
+        for pr in from_branch {
+            pr.commits.push(sha.to_owned());
+            pr.issue.updated_at = now;
+        }
     }
 
     fn knows(&self, sha: &str) -> bool {
@@ -1008,48 +1378,102 @@ impl Repo {
         self.branches.get(reference).cloned()
     }
 
-    /// `sha` and its ancestors, newest first, ending with the first sha that is not a commit
-    /// record (a seeded base).
-    fn ancestry(&self, sha: &str) -> Vec<String> {
-        let mut chain = vec![sha.to_owned()];
-        let mut seen = HashSet::new();
-        while let Some(record) = self.commits.get(chain.last().map_or("", String::as_str)) {
-            if !seen.insert(record.parent.clone()) {
-                break;
-            }
-            chain.push(record.parent.clone());
-        }
-        chain
+    fn first_parent(&self, sha: &str) -> Option<&str> {
+        self.commits.get(sha)?.parents.first().map(String::as_str)
     }
 
-    /// The tree at a commit: its root's seeded files, then each commit's changes and overrides.
+    /// `sha` and its ancestors, nearest first (breadth first, first parents first), with the
+    /// shas that are not commit records (seeded bases) that end each line.
+    fn ancestors(&self, sha: &str) -> Vec<String> {
+        let mut seen: HashSet<String> = HashSet::from([sha.to_owned()]);
+        let mut order = vec![sha.to_owned()];
+        let mut next = 0;
+        while let Some(current) = order.get(next).cloned() {
+            next += 1;
+            let parents = self.commits.get(&current).map(|c| c.parents.as_slice());
+            for parent in parents.unwrap_or_default() {
+                if seen.insert(parent.clone()) {
+                    order.push(parent.clone());
+                }
+            }
+        }
+        order
+    }
+
+    /// The tree at a commit: from its nearest snapshot or root (a seeded base), each commit's
+    /// changes along first parents, with the files seeded at each sha on top.
     fn tree_at(&self, sha: &str) -> Option<Tree> {
         if !self.knows(sha) {
             return None;
         }
-        let chain = self.ancestry(sha);
+        let mut chain = vec![sha];
+        let mut seen = HashSet::from([sha]);
+        while let Some(record) = self.commits.get(chain[chain.len() - 1]) {
+            let parent = record.parents.first().map(String::as_str);
+            match parent.filter(|p| record.snapshot.is_none() && seen.insert(p)) {
+                Some(parent) => chain.push(parent),
+                None => break,
+            }
+        }
         let mut tree = Tree::new();
         for sha in chain.iter().rev() {
-            if let Some(record) = self.commits.get(sha) {
-                apply_changes(&mut tree, &record.spec);
+            if let Some(record) = self.commits.get(*sha) {
+                match &record.snapshot {
+                    Some(snapshot) => tree.clone_from(snapshot),
+                    None => apply_changes(&mut tree, &record.spec),
+                }
             }
-            if let Some(seeded) = self.seeded.get(sha) {
+            if let Some(seeded) = self.seeded.get(*sha) {
                 tree.extend(seeded.iter().map(|(p, c)| (p.clone(), c.clone())));
             }
         }
         Some(tree)
     }
 
-    /// The commits reachable from `head` but not from `base`, oldest first.
+    /// The tree whose (content-derived) sha is `tree_sha`, among the trees of known commits.
+    fn find_tree(&self, tree_sha: &str) -> Option<Tree> {
+        self.commits
+            .keys()
+            .chain(self.seeded.keys())
+            .filter_map(|sha| self.tree_at(sha))
+            .find(|tree| tree_sha_of(tree) == tree_sha)
+    }
+
+    /// The commits reachable from `head` but not from `base`, oldest first (parents before
+    /// children, a merge's first parent's line before its second's).
     fn commits_between(&self, base: &str, head: &str) -> Vec<String> {
-        let behind: HashSet<String> = self.ancestry(base).into_iter().collect();
-        let mut ahead: Vec<String> = self
-            .ancestry(head)
+        let behind: HashSet<String> = self.ancestors(base).into_iter().collect();
+        let mut ordered = Vec::new();
+        let mut done: HashSet<String> = HashSet::new();
+        // Depth first, post-order, without recursion (PRs may have hundreds of commits).
+        let mut stack: Vec<(String, bool)> = vec![(head.to_owned(), false)];
+        while let Some((sha, expanded)) = stack.pop() {
+            if behind.contains(&sha) || !self.commits.contains_key(&sha) {
+                continue;
+            }
+            if expanded {
+                if done.insert(sha.clone()) {
+                    ordered.push(sha);
+                }
+                continue;
+            }
+            if done.contains(&sha) {
+                continue;
+            }
+            let parents = self.commits[&sha].parents.clone();
+            stack.push((sha, true));
+            stack.extend(parents.into_iter().rev().map(|p| (p, false)));
+        }
+        ordered
+    }
+
+    /// The nearest common ancestor of two commits (`base` when they share none).
+    fn merge_base(&self, base: &str, head: &str) -> String {
+        let head_side: HashSet<String> = self.ancestors(head).into_iter().collect();
+        self.ancestors(base)
             .into_iter()
-            .filter(|sha| !behind.contains(sha) && self.commits.contains_key(sha))
-            .collect();
-        ahead.reverse();
-        ahead
+            .find(|sha| head_side.contains(sha))
+            .unwrap_or_else(|| base.to_owned())
     }
 
     /// Files changed from `base` to `head`, renames recognised from the commits between them.
@@ -1060,6 +1484,153 @@ impl Repo {
         let renames = net_renames(commits.iter().filter_map(|sha| self.commits.get(sha)));
         diff_trees(&old, &new, &renames)
     }
+}
+
+// --- what the fake does on its own: merges, pull requests, reverts -----------------------------
+
+/// A pull request to open from one branch into another.
+struct PullOpening {
+    author: String,
+    title: String,
+    body: String,
+    base_ref: String,
+    head_ref: String,
+    draft: bool,
+    maintainer_can_modify: bool,
+}
+
+impl Repo {
+    /// Merges an open pull request (see [`FakeGitHub::merge_pr`]) and returns the merge sha.
+    fn merge(&mut self, number: u64, merged_by: &str, now: DateTime<Utc>) -> String {
+        let pr = self.pr(number);
+        assert!(
+            pr.issue.state == "open",
+            "PR #{number} in {} is not open",
+            self.full_name
+        );
+        let head = pr.head().to_owned();
+        let tip = self.branches.get(&pr.base_ref).cloned();
+        let tip = tip.unwrap_or_else(|| pr.base_sha.clone());
+        let before = self.tree_at(&pr.base_sha).unwrap_or_default();
+        let after = self.tree_at(&head).unwrap_or_default();
+        let message = format!(
+            "Merge pull request #{number} from {}/{}\n\n{}",
+            self.owner(),
+            pr.head_ref,
+            pr.issue.title
+        );
+        let base_ref = pr.base_ref.clone();
+        let merge = NewCommit {
+            parents: vec![tip, head],
+            author: merged_by.to_owned(),
+            committer: WEB_FLOW.to_owned(),
+            message,
+            files: tree_changes(&before, &after),
+            snapshot: None,
+        };
+        let sha = self.write_commit(merge, now);
+        self.branches.insert(base_ref, sha.clone());
+        let pr = self.pr_mut(number);
+        pr.issue.close(Some(merged_by), now);
+        pr.merged = true;
+        pr.merged_at = Some(now);
+        pr.merged_by = Some(merged_by.to_owned());
+        pr.merge_commit_sha = Some(sha.clone());
+        sha
+    }
+
+    /// Opens a pull request from `head_ref` into `base_ref` (both existing branches, the head
+    /// ahead of the base) under the next number, and returns that number.
+    fn open_pull(&mut self, opening: PullOpening, now: DateTime<Utc>) -> u64 {
+        let base_sha = self.branches[&opening.base_ref].clone();
+        let head_sha = &self.branches[&opening.head_ref];
+        let commits = self.commits_between(&base_sha, head_sha);
+        let number = self.next_number();
+        let mut issue = IssueRecord::new(number, &opening.author, &opening.title, now);
+        issue.body = opening.body;
+        let base = (opening.base_ref, base_sha);
+        let mut pr = PullRecord::new(issue, base, opening.head_ref, commits);
+        pr.draft = opening.draft;
+        pr.maintainer_can_modify = opening.maintainer_can_modify;
+        self.prs.insert(number, pr);
+        number
+    }
+
+    /// Reverts a merged pull request as GitHub's revert button does: a branch
+    /// `revert-<n>-<head_ref>` off the base branch's tip, with one commit undoing the merge's
+    /// changes, and a pull request from it. Returns the new pull request's number.
+    fn revert(&mut self, number: u64, mut opening: PullOpening, now: DateTime<Utc>) -> u64 {
+        let pr = self.pr(number);
+        let merge = pr
+            .merge_commit_sha
+            .clone()
+            .expect("a merged PR has a merge commit");
+        let before_sha = self.first_parent(&merge).unwrap_or(&pr.base_sha).to_owned();
+        let before = self.tree_at(&before_sha).unwrap_or_default();
+        let merged = self.tree_at(&merge).unwrap_or_default();
+        let tip = self.branches[&pr.base_ref].clone();
+        let current = self.tree_at(&tip).unwrap_or_default();
+        let mut reverted = current.clone();
+        for path in changed_paths(&before, &merged) {
+            match before.get(&path) {
+                Some(text) => reverted.insert(path, text.clone()),
+                None => reverted.remove(&path),
+            };
+        }
+        let headline = self.commits[&merge].message.lines().next().unwrap_or("");
+        let message = format!(
+            "Revert \"{headline}\"\n\nThis reverts commit {merge}, reversing\nchanges made to {before_sha}."
+        );
+        let mut branch = format!("revert-{number}-{}", pr.head_ref);
+        opening.base_ref = pr.base_ref.clone();
+        let mut suffix = 0;
+        while self.branches.contains_key(&branch) {
+            suffix += 1;
+            branch = format!("revert-{number}-{}-{suffix}", self.pr(number).head_ref);
+        }
+        let commit = NewCommit {
+            parents: vec![tip],
+            author: opening.author.clone(),
+            committer: WEB_FLOW.to_owned(),
+            message,
+            files: tree_changes(&current, &reverted),
+            snapshot: None,
+        };
+        let sha = self.write_commit(commit, now);
+        self.branches.insert(branch.clone(), sha);
+        opening.head_ref = branch;
+        self.open_pull(opening, now)
+    }
+}
+
+/// The changes that turn tree `old` into tree `new`, with the new contents spelled out.
+fn tree_changes(old: &Tree, new: &Tree) -> Vec<FileChange> {
+    changed_paths(old, new)
+        .into_iter()
+        .map(|path| match (old.get(&path), new.get(&path)) {
+            (_, None) => FileChange::removed(&path),
+            (None, Some(text)) => FileChange::added(&path, text),
+            (Some(_), Some(text)) => FileChange::modified(&path, text),
+        })
+        .collect()
+}
+
+/// The paths whose contents differ between two trees (present in one only, or edited).
+fn changed_paths(old: &Tree, new: &Tree) -> BTreeSet<String> {
+    old.keys()
+        .chain(new.keys())
+        .filter(|path| old.get(*path) != new.get(*path))
+        .cloned()
+        .collect()
+}
+
+/// A tree's sha, derived from its contents alone (the same files give the same sha).
+fn tree_sha_of(tree: &Tree) -> String {
+    let mut listing = String::from("tree\n");
+    for (path, text) in tree {
+        listing.push_str(&format!("{path}\0{}\n", blob_sha(text)));
+    }
+    blob_sha(&listing)
 }
 
 fn apply_changes(tree: &mut Tree, commit: &CommitSpec) {
@@ -1353,6 +1924,7 @@ impl Respond for Responder {
         }
         let reply = state.reply(&incoming, check.as_ref(), &self.routes);
         let reply = conditional(&incoming, reply);
+        eprintln!("FAKEDBG {} {} -> {}", incoming.method, incoming.path, reply.status);
         state.requests.push(incoming.record(reply.status));
         let used = state.requests.iter().filter(|r| r.status != 304).count();
         with_rate_limit_headers(reply, used)
@@ -1396,6 +1968,9 @@ impl State {
         let route = routes[index].1.text.as_str();
         let who = match self.authenticate(req) {
             Ok(who) => who,
+            Err(refusal) if route == "/graphql" && refusal.status == 401 => {
+                return graphql_auth_refusal(refusal);
+            }
             Err(refusal) => return refusal,
         };
         if let Err(refusal) = self.authorize(&req.method, route, &who) {
@@ -1540,6 +2115,24 @@ impl State {
     }
 }
 
+/// GraphQL words a missing credential its own way (a bad one is `Bad credentials` there too).
+fn graphql_auth_refusal(refusal: Reply) -> Reply {
+    let missing = refusal
+        .body
+        .as_ref()
+        .is_some_and(|b| b["message"] == "Requires authentication");
+    if !missing {
+        return refusal;
+    }
+    Reply::json(
+        401,
+        json!({
+            "message": "This endpoint requires you to be authenticated.",
+            "documentation_url": GRAPHQL_AUTH_DOCS_URL,
+        }),
+    )
+}
+
 /// Adds an `ETag` to a successful GET, or answers `304 Not Modified` when `If-None-Match`
 /// names it.
 fn conditional(req: &Incoming, reply: Reply) -> Reply {
@@ -1600,6 +2193,7 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
         ("GET", "/repos/{owner}/{repo}/installation"),
         ("GET", "/repos/{owner}/{repo}"),
         ("GET", "/repos/{owner}/{repo}/pulls"),
+        ("POST", "/repos/{owner}/{repo}/pulls"),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}"),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files"),
         ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/commits"),
@@ -1607,6 +2201,10 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
         ("GET", "/repos/{owner}/{repo}/compare/{basehead*}"),
         ("GET", "/repos/{owner}/{repo}/contents/{path*}"),
         ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
+        ("GET", "/repos/{owner}/{repo}/git/ref/{ref*}"),
+        ("POST", "/repos/{owner}/{repo}/git/refs"),
+        ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}"),
+        ("POST", "/repos/{owner}/{repo}/git/commits"),
         (
             "GET",
             "/repos/{owner}/{repo}/collaborators/{username}/permission",
@@ -1616,7 +2214,10 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
             "/orgs/{org}/teams/{team_slug}/memberships/{username}",
         ),
         ("GET", "/orgs/{org}/members/{username}"),
+        ("POST", "/repos/{owner}/{repo}/issues"),
         ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
+        ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"),
+        ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"),
         (
             "GET",
             "/repos/{owner}/{repo}/issues/{issue_number}/comments",
@@ -1641,6 +2242,7 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
         ("POST", "/repos/{owner}/{repo}/statuses/{sha*}"),
         ("GET", "/repos/{owner}/{repo}/commits/{ref*}/status"),
         ("GET", "/repos/{owner}/{repo}/commits/{commit_sha*}/pulls"),
+        ("POST", "/graphql"),
     ];
     ROUTES
         .iter()
@@ -1667,6 +2269,7 @@ impl State {
                 Ok(Reply::json(200, repo_json(&self.base_url, repo)))
             }
             ("GET", "/repos/{owner}/{repo}/pulls") => self.list_pulls(ctx),
+            ("POST", "/repos/{owner}/{repo}/pulls") => self.create_pull(ctx),
             ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}") => self.get_pull(ctx),
             ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/files") => self.list_pull_files(ctx),
             ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/commits") => {
@@ -1676,6 +2279,10 @@ impl State {
             ("GET", "/repos/{owner}/{repo}/compare/{basehead}") => self.compare(ctx),
             ("GET", "/repos/{owner}/{repo}/contents/{path}") => self.get_contents(ctx),
             ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}") => self.get_tree(ctx),
+            ("GET", "/repos/{owner}/{repo}/git/ref/{ref}") => self.get_ref(ctx),
+            ("POST", "/repos/{owner}/{repo}/git/refs") => self.create_ref(ctx),
+            ("GET", "/repos/{owner}/{repo}/git/commits/{commit_sha}") => self.get_git_commit(ctx),
+            ("POST", "/repos/{owner}/{repo}/git/commits") => self.create_git_commit(ctx),
             ("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission") => {
                 self.get_permission(ctx)
             }
@@ -1683,7 +2290,12 @@ impl State {
                 self.get_membership(ctx)
             }
             ("GET", "/orgs/{org}/members/{username}") => self.get_org_member(ctx),
+            ("POST", "/repos/{owner}/{repo}/issues") => self.create_issue(ctx),
             ("GET", "/repos/{owner}/{repo}/issues/{issue_number}") => self.get_issue(ctx),
+            ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}") => self.update_issue(ctx),
+            ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels") => {
+                self.add_issue_labels(ctx)
+            }
             ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments") => {
                 self.list_comments(ctx)
             }
@@ -1708,6 +2320,7 @@ impl State {
             ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls") => {
                 self.pulls_of_commit(ctx)
             }
+            ("POST", "/graphql") => self.graphql(ctx),
             (method, route) => Err(Reply::error(
                 501,
                 &format!("the fake has no handler for {method} {route}"),
@@ -1807,12 +2420,17 @@ impl State {
         let repo = self.repo_of(ctx)?;
         let wanted = ctx.req.query("state").unwrap_or("open");
         let base = ctx.req.query("base");
+        // `head` is `owner:branch`; GitHub ignores a filter without the owner.
+        let head = ctx.req.query("head").and_then(|h| h.split_once(':'));
         let pulls: Vec<&PullRecord> = repo
             .prs
             .values()
             .rev()
-            .filter(|pr| wanted == "all" || pr.state == wanted)
+            .filter(|pr| wanted == "all" || pr.issue.state == wanted)
             .filter(|pr| base.is_none_or(|b| b == pr.base_ref))
+            .filter(|pr| {
+                head.is_none_or(|(o, b)| o.eq_ignore_ascii_case(repo.owner()) && b == pr.head_ref)
+            })
             .collect();
         let page = page_of(&self.base_url, ctx.req, pulls.len());
         let items = pulls[page.range.clone()]
@@ -1825,23 +2443,61 @@ impl State {
     fn get_pull(&self, ctx: &Ctx) -> Outcome {
         let repo = self.repo_of(ctx)?;
         let pr = self.pull_of(repo, ctx)?;
-        let mut body = pull_json(&self.base_url, repo, pr);
-        let files = repo.diff(&pr.base_sha, pr.head());
-        let stats = json!({
-            "changed_files": files.len(),
-            "additions": files.iter().map(|f| f.additions).sum::<usize>(),
-            "deletions": files.iter().map(|f| f.deletions).sum::<usize>(),
-            "commits": pr.commits.len(),
-            "comments": repo.comments.iter().filter(|c| c.number == pr.number).count(),
-            "review_comments": 0,
-            "mergeable": null,
-            "mergeable_state": "unknown",
-            "rebaseable": null,
-            "maintainer_can_modify": false,
-            "merged_by": null,
-        });
-        merge(&mut body, stats);
-        Ok(Reply::json(200, body))
+        Ok(Reply::json(200, full_pull_json(&self.base_url, repo, pr)))
+    }
+
+    fn create_pull(&mut self, ctx: &Ctx) -> Outcome {
+        let author = self.actor(&ctx.who);
+        let opening = self.pull_opening(ctx, author)?;
+        let now = self.stamp();
+        let repo = self.repo_of_mut(ctx)?;
+        let number = repo.open_pull(opening, now);
+        let repo = self.repo_of(ctx)?;
+        let body = full_pull_json(&self.base_url, repo, repo.pr(number));
+        let location = body["url"].as_str().unwrap_or_default().to_owned();
+        Ok(Reply::json(201, body).header("location", location))
+    }
+
+    /// Reads and checks a request to open a pull request, refusing as GitHub does.
+    fn pull_opening(&self, ctx: &Ctx, author: String) -> Result<PullOpening, Reply> {
+        let repo = self.repo_of(ctx)?;
+        let req = ctx.req;
+        let invalid = |field: &str| invalid_field("PullRequest", field, "invalid", None);
+        let title = req
+            .body_str("title")
+            .ok_or_else(|| invalid_field("PullRequest", "title", "missing_field", None))?;
+        let base = req.body_str("base").unwrap_or("");
+        let head = req.body_str("head").unwrap_or("");
+        // `owner:branch` names the head's repository; only same-repository heads exist here.
+        let head = match head.split_once(':') {
+            Some((owner, branch)) if owner.eq_ignore_ascii_case(repo.owner()) => branch,
+            Some(_) => return Err(invalid("head")),
+            None => head,
+        };
+        let base_tip = repo.branches.get(base).ok_or_else(|| invalid("base"))?;
+        let head_tip = repo.branches.get(head).ok_or_else(|| invalid("head"))?;
+        let custom = |message: String| custom_error("PullRequest", &message);
+        let open_already = repo
+            .prs
+            .values()
+            .any(|pr| pr.issue.state == "open" && pr.head_ref == head && pr.base_ref == base);
+        if open_already {
+            let message = format!("A pull request already exists for {}:{head}.", repo.owner());
+            return Err(custom(message));
+        }
+        if head == base || repo.commits_between(base_tip, head_tip).is_empty() {
+            return Err(custom(format!("No commits between {base} and {head}")));
+        }
+        let flag = |name: &str| req.body.as_ref().and_then(|b| b[name].as_bool());
+        Ok(PullOpening {
+            author,
+            title: title.to_owned(),
+            body: req.body_str("body").unwrap_or("").to_owned(),
+            base_ref: base.to_owned(),
+            head_ref: head.to_owned(),
+            draft: flag("draft").unwrap_or(false),
+            maintainer_can_modify: flag("maintainer_can_modify").unwrap_or(false),
+        })
     }
 
     fn list_pull_files(&self, ctx: &Ctx) -> Outcome {
@@ -1875,7 +2531,7 @@ impl State {
         let page = page_of(&self.base_url, ctx.req, pr.reviews.len());
         let items = pr.reviews[page.range.clone()]
             .iter()
-            .map(|r| review_json(&self.base_url, repo, pr.number, r))
+            .map(|r| review_json(&self.base_url, repo, pr.number(), r))
             .collect();
         Ok(page.reply(Value::Array(items)))
     }
@@ -1895,12 +2551,7 @@ impl State {
             (0, _) => "behind",
             _ => "diverged",
         };
-        let head_chain: HashSet<String> = repo.ancestry(&head).into_iter().collect();
-        let merge_base = repo
-            .ancestry(&base)
-            .into_iter()
-            .find(|sha| head_chain.contains(sha))
-            .unwrap_or_else(|| base.clone());
+        let merge_base = repo.merge_base(&base, &head);
         let mut files = repo.diff(&merge_base, &head);
         files.truncate(COMPARE_FILES_CAP);
         let base_url = &self.base_url;
@@ -1929,6 +2580,8 @@ impl State {
         ))
     }
 
+    /// The pull requests a commit belongs to: those whose commits include it, and the one it
+    /// merged.
     fn pulls_of_commit(&self, ctx: &Ctx) -> Outcome {
         let repo = self.repo_of(ctx)?;
         let sha = repo.resolve(ctx.param("commit_sha")).ok_or_else(|| {
@@ -1940,44 +2593,514 @@ impl State {
         let pulls: Vec<Value> = repo
             .prs
             .values()
-            .filter(|pr| pr.commits.contains(&sha))
+            .filter(|pr| pr.commits.contains(&sha) || pr.merge_commit_sha.as_ref() == Some(&sha))
             .map(|pr| pull_json(&self.base_url, repo, pr))
             .collect();
         Ok(Reply::json(200, Value::Array(pulls)))
     }
+}
 
+// --- issues ------------------------------------------------------------------------------------
+
+/// Fields of an issue request that GitHub validates, read from its body.
+struct IssueEdits {
+    title: Option<String>,
+    body: Option<String>,
+    labels: Option<Vec<String>>,
+    assignees: Option<Vec<String>>,
+}
+
+impl State {
     fn get_issue(&self, ctx: &Ctx) -> Outcome {
         let repo = self.repo_of(ctx)?;
-        let pr = self.pull_of(repo, ctx)?;
-        let base = &self.base_url;
-        let name = &repo.full_name;
-        let n = pr.number;
+        let number = ctx.number("issue_number")?;
+        let (issue, is_pull) = repo.issue(number).ok_or_else(Reply::not_found)?;
         Ok(Reply::json(
             200,
-            json!({
-                "id": user_id(&format!("{name}#issue{n}")),
-                "node_id": format!("I_fake{n}"),
-                "number": n,
-                "title": pr.title,
-                "body": pr.body,
-                "state": pr.state,
-                "locked": false,
-                "user": user_json(base, &pr.author),
-                "labels": pr.labels.iter().map(|l| label_json(base, repo, l)).collect::<Vec<_>>(),
-                "comments": repo.comments.iter().filter(|c| c.number == n).count(),
-                "url": format!("{base}/repos/{name}/issues/{n}"),
-                "html_url": format!("https://github.com/{name}/pull/{n}"),
-                "pull_request": {
-                    "url": format!("{base}/repos/{name}/pulls/{n}"),
-                    "html_url": format!("https://github.com/{name}/pull/{n}"),
-                },
-                "created_at": timestamp(pr.created_at),
-                "updated_at": timestamp(pr.updated_at),
-                "closed_at": null,
-                "author_association": "CONTRIBUTOR",
-            }),
+            issue_json(&self.base_url, repo, issue, is_pull),
         ))
     }
+
+    fn create_issue(&mut self, ctx: &Ctx) -> Outcome {
+        let author = self.actor(&ctx.who);
+        let repo = self.repo_of(ctx)?;
+        let edits = issue_edits(repo, ctx.req)?;
+        let title = edits
+            .title
+            .ok_or_else(|| invalid_field("Issue", "title", "missing_field", None))?;
+        let now = self.stamp();
+        let repo = self.repo_of_mut(ctx)?;
+        let number = repo.next_number();
+        let mut issue = IssueRecord::new(number, &author, &title, now);
+        issue.body = edits.body.unwrap_or_default();
+        issue.add_labels(edits.labels.unwrap_or_default());
+        issue.assignees = edits.assignees.unwrap_or_default();
+        repo.issues.insert(number, issue);
+        let repo = self.repo_of(ctx)?;
+        let body = issue_json(&self.base_url, repo, &repo.issues[&number], false);
+        let location = body["url"].as_str().unwrap_or_default().to_owned();
+        Ok(Reply::json(201, body).header("location", location))
+    }
+
+    fn update_issue(&mut self, ctx: &Ctx) -> Outcome {
+        let actor = self.actor(&ctx.who);
+        let number = ctx.number("issue_number")?;
+        let repo = self.repo_of(ctx)?;
+        let (_, is_pull) = repo.issue(number).ok_or_else(Reply::not_found)?;
+        let merged = is_pull && repo.pr(number).merged;
+        let edits = issue_edits(repo, ctx.req)?;
+        let wanted_state = ctx.req.body_str("state");
+        if merged && wanted_state == Some("open") {
+            return Err(custom_error(
+                "PullRequest",
+                "state cannot be changed. The pull request has already been merged.",
+            ));
+        }
+        let reason = ctx.req.body_str("state_reason").map(str::to_owned);
+        let now = self.stamp();
+        let repo = self.repo_of_mut(ctx)?;
+        let issue = repo.issue_mut(number).ok_or_else(Reply::not_found)?;
+        match wanted_state {
+            Some("closed") if issue.state == "open" => {
+                issue.close(Some(&actor), now);
+                let default = (!is_pull).then(|| "completed".to_owned());
+                issue.state_reason = reason.or(default);
+            }
+            Some("open") if issue.state == "closed" => issue.reopen(now),
+            _ => {}
+        }
+        apply_issue_edits(issue, edits, now);
+        let repo = self.repo_of(ctx)?;
+        let (issue, is_pull) = repo.issue(number).ok_or_else(Reply::not_found)?;
+        Ok(Reply::json(
+            200,
+            issue_json(&self.base_url, repo, issue, is_pull),
+        ))
+    }
+
+    fn add_issue_labels(&mut self, ctx: &Ctx) -> Outcome {
+        let number = ctx.number("issue_number")?;
+        // The object form; GitHub also takes a bare array (which the OpenAPI subset lacks).
+        let listed = match &ctx.req.body {
+            Some(Value::Array(items)) => Some(items),
+            Some(body) => body["labels"].as_array(),
+            None => None,
+        };
+        let labels = listed.map(|items| label_names(items)).unwrap_or_default();
+        let now = self.stamp();
+        let repo = self.repo_of_mut(ctx)?;
+        let issue = repo.issue_mut(number).ok_or_else(Reply::not_found)?;
+        issue.add_labels(labels);
+        issue.updated_at = now;
+        let repo = self.repo_of(ctx)?;
+        let (issue, _) = repo.issue(number).ok_or_else(Reply::not_found)?;
+        let base = &self.base_url;
+        let items = issue
+            .labels
+            .iter()
+            .map(|l| label_json(base, repo, l))
+            .collect();
+        Ok(Reply::json(200, Value::Array(items)))
+    }
+}
+
+/// The title, body, labels and assignees of an issue request; an assignee without push access
+/// or a milestone (the fake has none) is refused as GitHub refuses it.
+fn issue_edits(repo: &Repo, req: &Incoming) -> Result<IssueEdits, Reply> {
+    let body = req.body.clone().unwrap_or(Value::Null);
+    let title = match &body["title"] {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    };
+    if !body["milestone"].is_null() {
+        let value = body["milestone"].clone();
+        return Err(invalid_field("Issue", "milestone", "invalid", Some(value)));
+    }
+    let mut assignees: Option<Vec<String>> = body["assignees"].as_array().map(|items| {
+        items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    });
+    if let Some(single) = body["assignee"].as_str() {
+        assignees
+            .get_or_insert_with(Vec::new)
+            .push(single.to_owned());
+    }
+    for login in assignees.iter().flatten() {
+        let role = repo.permissions.get(&login.to_lowercase());
+        if !role.is_some_and(|r| PUSH_ROLES.contains(&r.as_str())) {
+            let value = Some(Value::from(login.as_str()));
+            return Err(invalid_field("Issue", "assignees", "invalid", value));
+        }
+    }
+    Ok(IssueEdits {
+        title,
+        body: body["body"].as_str().map(str::to_owned),
+        labels: body["labels"].as_array().map(|items| label_names(items)),
+        assignees,
+    })
+}
+
+fn apply_issue_edits(issue: &mut IssueRecord, edits: IssueEdits, now: DateTime<Utc>) {
+    if let Some(title) = edits.title {
+        issue.title = title;
+    }
+    if let Some(body) = edits.body {
+        issue.body = body;
+    }
+    if let Some(labels) = edits.labels {
+        issue.labels.clear();
+        issue.add_labels(labels);
+    }
+    if let Some(assignees) = edits.assignees {
+        issue.assignees = assignees;
+    }
+    issue.updated_at = now;
+}
+
+/// Label names from a request's list: names, or objects with a `name`.
+fn label_names(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|item| item.as_str().or_else(|| item["name"].as_str()))
+        .map(str::to_owned)
+        .collect()
+}
+
+// --- git data ----------------------------------------------------------------------------------
+
+impl State {
+    fn get_ref(&self, ctx: &Ctx) -> Outcome {
+        let repo = self.repo_of(ctx)?;
+        // Only branches exist in the fake (no tags).
+        let branch = ctx.param("ref").strip_prefix("heads/");
+        let (branch, sha) = branch
+            .and_then(|b| repo.branches.get_key_value(b))
+            .ok_or_else(Reply::not_found)?;
+        Ok(Reply::json(
+            200,
+            ref_json(&self.base_url, repo, branch, sha),
+        ))
+    }
+
+    fn create_ref(&mut self, ctx: &Ctx) -> Outcome {
+        let name = ctx.req.body_str("ref").unwrap_or("");
+        let sha = ctx.req.body_str("sha").unwrap_or("");
+        let repo = self.repo_of_mut(ctx)?;
+        let branch = match name.strip_prefix("refs/heads/") {
+            Some(branch) if !branch.is_empty() => branch,
+            _ if name.starts_with("refs/") && name.matches('/').count() >= 2 => {
+                return Err(Reply::error(
+                    422,
+                    "the fake GitHub only creates branches (refs/heads/…)",
+                ));
+            }
+            _ => return Err(Reply::error(422, "Reference name is invalid")),
+        };
+        if repo.branches.contains_key(branch) {
+            return Err(Reply::error(422, "Reference already exists"));
+        }
+        if !repo.knows(sha) {
+            return Err(Reply::error(422, "Object does not exist"));
+        }
+        repo.branches.insert(branch.to_owned(), sha.to_owned());
+        let repo = self.repo_of(ctx)?;
+        let body = ref_json(&self.base_url, repo, branch, sha);
+        let location = body["url"].as_str().unwrap_or_default().to_owned();
+        Ok(Reply::json(201, body).header("location", location))
+    }
+
+    fn get_git_commit(&self, ctx: &Ctx) -> Outcome {
+        let repo = self.repo_of(ctx)?;
+        let sha = ctx.param("commit_sha");
+        if !repo.knows(sha) {
+            return Err(Reply::not_found());
+        }
+        Ok(Reply::json(200, git_commit_json(&self.base_url, repo, sha)))
+    }
+
+    /// Writes a commit whose tree is a known tree, on known parents, as the caller.
+    fn create_git_commit(&mut self, ctx: &Ctx) -> Outcome {
+        let author = self.actor(&ctx.who);
+        let body = ctx.req.body.clone().unwrap_or(Value::Null);
+        let repo = self.repo_of(ctx)?;
+        let tree_sha = body["tree"].as_str().unwrap_or("");
+        let tree = repo
+            .find_tree(tree_sha)
+            .ok_or_else(|| Reply::error(422, "Tree SHA does not exist"))?;
+        let parents: Vec<String> = body["parents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_str().unwrap_or("").to_owned())
+            .collect();
+        if parents.iter().any(|p| !repo.knows(p)) {
+            let message = "Parent SHA does not exist or is not a commit object";
+            return Err(Reply::error(422, message));
+        }
+        let commit = NewCommit {
+            parents,
+            committer: author.clone(),
+            author,
+            message: body["message"].as_str().unwrap_or("").to_owned(),
+            files: Vec::new(),
+            snapshot: Some(tree),
+        };
+        let now = self.stamp();
+        let sha = self.repo_of_mut(ctx)?.write_commit(commit, now);
+        let repo = self.repo_of(ctx)?;
+        let body = git_commit_json(&self.base_url, repo, &sha);
+        let location = body["url"].as_str().unwrap_or_default().to_owned();
+        Ok(Reply::json(201, body).header("location", location))
+    }
+}
+
+// --- GraphQL -----------------------------------------------------------------------------------
+
+/// A GraphQL error: its `type` (absent for documents the fake does not serve) and message.
+struct GraphqlError {
+    kind: Option<&'static str>,
+    message: String,
+}
+
+impl GraphqlError {
+    fn typed(kind: &'static str, message: String) -> GraphqlError {
+        GraphqlError {
+            kind: Some(kind),
+            message,
+        }
+    }
+
+    fn unsupported() -> GraphqlError {
+        GraphqlError {
+            kind: None,
+            message: GRAPHQL_UNSUPPORTED.to_owned(),
+        }
+    }
+
+    /// GraphQL answers errors with 200 and an `errors` list, and `data` when the document ran.
+    fn reply(self) -> Reply {
+        let Some(kind) = self.kind else {
+            return Reply::json(200, json!({ "errors": [{ "message": self.message }] }));
+        };
+        let error = json!({
+            "type": kind,
+            "path": ["revertPullRequest"],
+            "locations": [{ "line": 1, "column": 1 }],
+            "message": self.message,
+        });
+        Reply::json(
+            200,
+            json!({ "data": { "revertPullRequest": null }, "errors": [error] }),
+        )
+    }
+}
+
+impl State {
+    /// `POST /graphql`: only the `revertPullRequest` mutation, its input in variables.
+    fn graphql(&mut self, ctx: &Ctx) -> Outcome {
+        let body = ctx.req.body.clone().unwrap_or(Value::Null);
+        let query = body["query"].as_str().unwrap_or("");
+        let tokens = graphql_tokens(query);
+        let Some(variable) = revert_input_variable(&tokens) else {
+            return Ok(GraphqlError::unsupported().reply());
+        };
+        let input = &body["variables"][variable.as_str()];
+        match self.revert_pull_request(ctx, input) {
+            Ok((key, original, revert)) => {
+                let repo = &self.repos[&key];
+                let payload =
+                    revert_payload(&self.base_url, repo, &tokens, input, original, revert);
+                Ok(Reply::json(
+                    200,
+                    json!({ "data": { "revertPullRequest": payload } }),
+                ))
+            }
+            Err(error) => Ok(error.reply()),
+        }
+    }
+
+    /// Reverts the merged PR the input names; answers its repository key, number and the
+    /// revert's number.
+    fn revert_pull_request(
+        &mut self,
+        ctx: &Ctx,
+        input: &Value,
+    ) -> Result<(String, u64, u64), GraphqlError> {
+        let id = input["pullRequestId"].as_str().unwrap_or("");
+        let not_found = || {
+            let message = format!("Could not resolve to a node with the global id of '{id}'.");
+            GraphqlError::typed("NOT_FOUND", message)
+        };
+        let number: u64 = id
+            .strip_prefix("PR_fake")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(not_found)?;
+        let holders: Vec<&String> = self
+            .repos
+            .iter()
+            .filter(|(_, repo)| repo.prs.contains_key(&number))
+            .map(|(key, _)| key)
+            .collect();
+        let key = match holders.as_slice() {
+            [key] => (*key).clone(),
+            [] => return Err(not_found()),
+            _ => {
+                let message = format!(
+                    "the fake's node id {id} names PR #{number} of several repositories; \
+                     give each test's PRs distinct numbers"
+                );
+                return Err(GraphqlError::typed("NOT_FOUND", message));
+            }
+        };
+        let pr = self.repos[&key].pr(number);
+        if !pr.merged {
+            let message =
+                format!("Pull request #{number} must be merged before it can be reverted.");
+            return Err(GraphqlError::typed("UNPROCESSABLE", message));
+        }
+        let text = |field: &str| input[field].as_str().map(str::to_owned);
+        let opening = PullOpening {
+            author: self.actor(&ctx.who),
+            title: text("title").unwrap_or_else(|| format!("Revert \"{}\"", pr.issue.title)),
+            body: text("body")
+                .unwrap_or_else(|| format!("Reverts {}#{number}", self.repos[&key].full_name)),
+            base_ref: pr.base_ref.clone(),
+            head_ref: String::new(),
+            draft: input["draft"].as_bool().unwrap_or(false),
+            maintainer_can_modify: false,
+        };
+        let now = self.stamp();
+        let revert = self
+            .repos
+            .get_mut(&key)
+            .expect("found above")
+            .revert(number, opening, now);
+        Ok((key, number, revert))
+    }
+}
+
+/// A GraphQL document as tokens: names, and punctuation one character each.
+fn graphql_tokens(query: &str) -> Vec<String> {
+    let mut tokens: Vec<String> = Vec::new();
+    let mut in_name = false;
+    for c in query.chars() {
+        let name_char = c.is_ascii_alphanumeric() || c == '_';
+        match (name_char, in_name) {
+            (true, true) => tokens.last_mut().expect("in a name").push(c),
+            (true, false) => tokens.push(c.to_string()),
+            (false, _) if !c.is_whitespace() && c != ',' => tokens.push(c.to_string()),
+            _ => {}
+        }
+        in_name = name_char;
+    }
+    tokens
+}
+
+/// The variable that holds `revertPullRequest`'s input, when the document is that mutation.
+fn revert_input_variable(tokens: &[String]) -> Option<String> {
+    if tokens.first().map(String::as_str) != Some("mutation") {
+        return None;
+    }
+    let at = tokens
+        .windows(2)
+        .position(|w| w[0] == "revertPullRequest" && w[1] == "(")?;
+    match &tokens[at + 2..] {
+        [input, colon, dollar, name, ..] if input == "input" && colon == ":" && dollar == "$" => {
+            Some(name.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The fields selected under each field of `revertPullRequest`'s payload (`{ revertPullRequest
+/// { number url } }` gives `revertPullRequest → [number, url]`).
+fn payload_selection(tokens: &[String]) -> Vec<(String, Vec<String>)> {
+    let Some(open) = tokens
+        .windows(2)
+        .position(|w| w[0] == "revertPullRequest" && w[1] == "(")
+        .and_then(|at| tokens[at..].iter().position(|t| t == "{").map(|i| at + i))
+    else {
+        return Vec::new();
+    };
+    let mut selection: Vec<(String, Vec<String>)> = Vec::new();
+    let mut depth = 0;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token.as_str() {
+            "{" => depth += 1,
+            "}" if depth == 1 => break,
+            "}" => depth -= 1,
+            _ if depth == 1 => selection.push((token.clone(), Vec::new())),
+            _ if depth == 2 && tokens.get(i + 1).is_none_or(|t| t != ":") => {
+                if let Some((_, fields)) = selection.last_mut() {
+                    fields.push(token.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    selection
+}
+
+/// `revertPullRequest`'s payload with the fields the document selected.
+fn revert_payload(
+    base: &str,
+    repo: &Repo,
+    tokens: &[String],
+    input: &Value,
+    original: u64,
+    revert: u64,
+) -> Value {
+    let mut selection = payload_selection(tokens);
+    if selection.is_empty() {
+        selection.push((
+            "revertPullRequest".to_owned(),
+            vec!["number".to_owned(), "url".to_owned()],
+        ));
+    }
+    let mut payload = serde_json::Map::new();
+    for (field, fields) in selection {
+        let value = match field.as_str() {
+            "revertPullRequest" => graphql_pull(base, repo.pr(revert), repo, &fields),
+            "pullRequest" => graphql_pull(base, repo.pr(original), repo, &fields),
+            "clientMutationId" => input["clientMutationId"].clone(),
+            _ => Value::Null,
+        };
+        payload.insert(field, value);
+    }
+    Value::Object(payload)
+}
+
+/// A pull request as a GraphQL `PullRequest` object, with the selected fields the fake knows.
+fn graphql_pull(base: &str, pr: &PullRecord, repo: &Repo, fields: &[String]) -> Value {
+    let rest = pull_json(base, repo, pr);
+    let state = match (pr.merged, pr.issue.state) {
+        (true, _) => "MERGED",
+        (false, "open") => "OPEN",
+        _ => "CLOSED",
+    };
+    let mut object = serde_json::Map::new();
+    for field in fields {
+        let value = match field.as_str() {
+            "id" => rest["node_id"].clone(),
+            "number" => rest["number"].clone(),
+            "url" | "permalink" => rest["html_url"].clone(),
+            "title" => rest["title"].clone(),
+            "body" => rest["body"].clone(),
+            "state" => Value::from(state),
+            "merged" => Value::from(pr.merged),
+            "isDraft" => Value::from(pr.draft),
+            "headRefName" => Value::from(pr.head_ref.as_str()),
+            "baseRefName" => Value::from(pr.base_ref.as_str()),
+            "__typename" => Value::from("PullRequest"),
+            _ => Value::Null,
+        };
+        object.insert(field.clone(), value);
+    }
+    Value::Object(object)
 }
 
 // --- files -------------------------------------------------------------------------------------
@@ -2026,7 +3149,12 @@ impl State {
 
     fn get_tree(&self, ctx: &Ctx) -> Outcome {
         let repo = self.repo_of(ctx)?;
-        let (sha, tree) = self.tree_for(repo, Some(ctx.param("tree_sha")))?;
+        // A tree's own sha, or (as GitHub also takes) a commit sha or a branch.
+        let wanted = ctx.param("tree_sha");
+        let tree = match repo.resolve(wanted) {
+            Some(_) => self.tree_for(repo, Some(wanted))?.1,
+            None => repo.find_tree(wanted).ok_or_else(Reply::not_found)?,
+        };
         let recursive = ctx
             .req
             .query("recursive")
@@ -2047,7 +3175,7 @@ impl State {
         };
         let mut entries: Vec<(String, Value)> = Vec::new();
         for folder in folders.iter().filter(|f| recursive || !f.contains('/')) {
-            let tree_sha = blob_sha(&format!("tree {sha} {folder}"));
+            let tree_sha = tree_sha_of(&subtree(&tree, folder));
             let entry = json!({
                 "path": folder, "mode": "040000", "type": "tree",
                 "sha": tree_sha, "url": url("trees", &tree_sha),
@@ -2063,7 +3191,7 @@ impl State {
             entries.push((path.clone(), entry));
         }
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let tree_sha = blob_sha(&format!("tree {sha}"));
+        let tree_sha = tree_sha_of(&tree);
         Ok(Reply::json(
             200,
             json!({
@@ -2074,6 +3202,15 @@ impl State {
             }),
         ))
     }
+}
+
+/// The files under `folder`, with paths relative to it.
+fn subtree(tree: &Tree, folder: &str) -> Tree {
+    let prefix = format!("{folder}/");
+    tree.range(prefix.clone()..)
+        .take_while(|(path, _)| path.starts_with(&prefix))
+        .map(|(path, text)| (path[prefix.len()..].to_owned(), text.clone()))
+        .collect()
 }
 
 // --- people ------------------------------------------------------------------------------------
@@ -2153,7 +3290,8 @@ impl State {
 impl State {
     fn list_comments(&self, ctx: &Ctx) -> Outcome {
         let repo = self.repo_of(ctx)?;
-        let pr = self.pull_of(repo, ctx)?;
+        let number = ctx.number("issue_number")?;
+        repo.issue(number).ok_or_else(Reply::not_found)?;
         let since = ctx
             .req
             .query("since")
@@ -2162,7 +3300,7 @@ impl State {
         let comments: Vec<&CommentView> = repo
             .comments
             .iter()
-            .filter(|c| c.number == pr.number && since.is_none_or(|s| c.updated_at >= s))
+            .filter(|c| c.number == number && since.is_none_or(|s| c.updated_at >= s))
             .collect();
         let page = page_of(&self.base_url, ctx.req, comments.len());
         let items = comments[page.range.clone()]
@@ -2179,7 +3317,7 @@ impl State {
         let (id, now) = (self.new_id(), self.stamp());
         let repo = self.repo_of_mut(ctx)?;
         let number = ctx.number("issue_number")?;
-        if !repo.prs.contains_key(&number) {
+        if !repo.number_taken(number) {
             return Err(Reply::not_found());
         }
         let comment = CommentView {
@@ -2244,11 +3382,15 @@ impl State {
             (Some(app), "Bot") if comment.author == app.bot_login() => app_json(base, app),
             _ => Value::Null,
         };
+        let kind = match repo.prs.contains_key(&comment.number) {
+            true => "pull",
+            false => "issues",
+        };
         json!({
             "id": comment.id,
             "node_id": format!("IC_fake{}", comment.id),
             "url": format!("{base}/repos/{name}/issues/comments/{}", comment.id),
-            "html_url": format!("https://github.com/{name}/pull/{}#issuecomment-{}", comment.number, comment.id),
+            "html_url": format!("https://github.com/{name}/{kind}/{}#issuecomment-{}", comment.number, comment.id),
             "issue_url": format!("{base}/repos/{name}/issues/{}", comment.number),
             "body": comment.body,
             "user": user_json(base, &comment.author),
@@ -2272,11 +3414,32 @@ fn check_comment_length(body: &str) -> Result<(), Reply> {
 }
 
 fn validation_failed(resource: &str, field: &str, message: &str) -> Reply {
+    let error =
+        json!({ "resource": resource, "field": field, "code": "custom", "message": message });
+    validation_errors(error)
+}
+
+/// GitHub's 422 for a field it refuses (`code` is `invalid`, `missing_field`, …), naming the
+/// refused value when there is one.
+fn invalid_field(resource: &str, field: &str, code: &str, value: Option<Value>) -> Reply {
+    let mut error = json!({ "resource": resource, "field": field, "code": code });
+    if let Some(value) = value {
+        merge(&mut error, json!({ "value": value }));
+    }
+    validation_errors(error)
+}
+
+/// GitHub's 422 for a rule that is about no single field.
+fn custom_error(resource: &str, message: &str) -> Reply {
+    validation_errors(json!({ "resource": resource, "code": "custom", "message": message }))
+}
+
+fn validation_errors(error: Value) -> Reply {
     Reply::json(
         422,
         json!({
             "message": "Validation Failed",
-            "errors": [{ "resource": resource, "field": field, "code": "custom", "message": message }],
+            "errors": [error],
             "documentation_url": DOCS_URL,
             "status": "422",
         }),
@@ -2396,7 +3559,7 @@ impl State {
         let pulls: Vec<Value> = repo
             .prs
             .values()
-            .filter(|pr| pr.state == "open" && pr.head() == run.head_sha)
+            .filter(|pr| pr.issue.state == "open" && pr.head() == run.head_sha)
             .map(|pr| minimal_pull_json(base, repo, pr))
             .collect();
         json!({
@@ -2686,7 +3849,7 @@ fn user_json_as(base: &str, login: &str, kind: &str) -> Value {
 
 fn app_permissions() -> Value {
     json!({
-        "checks": "write", "contents": "read", "issues": "write", "members": "read",
+        "checks": "write", "contents": "write", "issues": "write", "members": "read",
         "metadata": "read", "pull_requests": "write", "statuses": "write",
     })
 }
@@ -2755,26 +3918,29 @@ fn branch_json(base: &str, repo: &Repo, branch: &str, sha: &str) -> Value {
 
 fn pull_json(base: &str, repo: &Repo, pr: &PullRecord) -> Value {
     let name = &repo.full_name;
-    let n = pr.number;
+    let n = pr.number();
+    let issue = &pr.issue;
     let html = format!("https://github.com/{name}/pull/{n}");
     let api = format!("{base}/repos/{name}/pulls/{n}");
     json!({
         "id": user_id(&format!("{name}#{n}")),
         "node_id": format!("PR_fake{n}"),
         "number": n,
-        "state": pr.state,
+        "state": issue.state,
         "locked": false,
-        "title": pr.title,
-        "body": pr.body,
-        "user": user_json(base, &pr.author),
-        "labels": pr.labels.iter().map(|l| label_json(base, repo, l)).collect::<Vec<_>>(),
+        "title": issue.title,
+        "body": issue.body,
+        "user": user_json(base, &issue.author),
+        "labels": issue.labels.iter().map(|l| label_json(base, repo, l)).collect::<Vec<_>>(),
+        "assignee": issue.assignees.first().map(|a| user_json(base, a)),
+        "assignees": issue.assignees.iter().map(|a| user_json(base, a)).collect::<Vec<_>>(),
         "draft": pr.draft,
         "merged": pr.merged,
-        "created_at": timestamp(pr.created_at),
-        "updated_at": timestamp(pr.updated_at),
-        "closed_at": null,
-        "merged_at": null,
-        "merge_commit_sha": null,
+        "created_at": timestamp(issue.created_at),
+        "updated_at": timestamp(issue.updated_at),
+        "closed_at": issue.closed_at.map(timestamp),
+        "merged_at": pr.merged_at.map(timestamp),
+        "merge_commit_sha": pr.merge_commit_sha,
         "head": branch_json(base, repo, &pr.head_ref, pr.head()),
         "base": branch_json(base, repo, &pr.base_ref, &pr.base_sha),
         "author_association": "CONTRIBUTOR",
@@ -2790,6 +3956,74 @@ fn pull_json(base: &str, repo: &Repo, pr: &PullRecord) -> Value {
     })
 }
 
+/// A pull request as `GET /pulls/{n}` (and its creation) answers: the list form plus its
+/// counts, mergeability and who merged it.
+fn full_pull_json(base: &str, repo: &Repo, pr: &PullRecord) -> Value {
+    let mut body = pull_json(base, repo, pr);
+    let files = repo.diff(&pr.base_sha, pr.head());
+    let stats = json!({
+        "changed_files": files.len(),
+        "additions": files.iter().map(|f| f.additions).sum::<usize>(),
+        "deletions": files.iter().map(|f| f.deletions).sum::<usize>(),
+        "commits": pr.commits.len(),
+        "comments": repo.comments.iter().filter(|c| c.number == pr.number()).count(),
+        "review_comments": 0,
+        "mergeable": null,
+        "mergeable_state": "unknown",
+        "rebaseable": null,
+        "maintainer_can_modify": pr.maintainer_can_modify,
+        "merged_by": pr.merged_by.as_ref().map(|login| user_json(base, login)),
+    });
+    merge(&mut body, stats);
+    body
+}
+
+/// An issue, or a pull request's issue side (with its `pull_request` links).
+fn issue_json(base: &str, repo: &Repo, issue: &IssueRecord, is_pull: bool) -> Value {
+    let name = &repo.full_name;
+    let n = issue.number;
+    let api = format!("{base}/repos/{name}/issues/{n}");
+    let kind = if is_pull { "pull" } else { "issues" };
+    let mut body = json!({
+        "id": user_id(&format!("{name}#issue{n}")),
+        "node_id": format!("I_fake{n}"),
+        "number": n,
+        "title": issue.title,
+        "body": (!issue.body.is_empty()).then_some(&issue.body),
+        "state": issue.state,
+        "state_reason": issue.state_reason,
+        "locked": false,
+        "active_lock_reason": null,
+        "user": user_json(base, &issue.author),
+        "labels": issue.labels.iter().map(|l| label_json(base, repo, l)).collect::<Vec<_>>(),
+        "assignee": issue.assignees.first().map(|a| user_json(base, a)),
+        "assignees": issue.assignees.iter().map(|a| user_json(base, a)).collect::<Vec<_>>(),
+        "milestone": null,
+        "comments": repo.comments.iter().filter(|c| c.number == n).count(),
+        "url": api,
+        "repository_url": format!("{base}/repos/{name}"),
+        "labels_url": format!("{api}/labels{{/name}}"),
+        "comments_url": format!("{api}/comments"),
+        "events_url": format!("{api}/events"),
+        "html_url": format!("https://github.com/{name}/{kind}/{n}"),
+        "created_at": timestamp(issue.created_at),
+        "updated_at": timestamp(issue.updated_at),
+        "closed_at": issue.closed_at.map(timestamp),
+        "closed_by": issue.closed_by.as_ref().map(|login| user_json(base, login)),
+        "author_association": "CONTRIBUTOR",
+    });
+    if is_pull {
+        let links = json!({ "pull_request": {
+            "url": format!("{base}/repos/{name}/pulls/{n}"),
+            "html_url": format!("https://github.com/{name}/pull/{n}"),
+            "diff_url": format!("https://github.com/{name}/pull/{n}.diff"),
+            "patch_url": format!("https://github.com/{name}/pull/{n}.patch"),
+        }});
+        merge(&mut body, links);
+    }
+    body
+}
+
 /// The short pull request objects nested in check runs.
 fn minimal_pull_json(base: &str, repo: &Repo, pr: &PullRecord) -> Value {
     let short_repo = json!({
@@ -2798,9 +4032,9 @@ fn minimal_pull_json(base: &str, repo: &Repo, pr: &PullRecord) -> Value {
         "name": repo.full_name.split('/').nth(1).unwrap_or_default(),
     });
     json!({
-        "id": user_id(&format!("{}#{}", repo.full_name, pr.number)),
-        "number": pr.number,
-        "url": format!("{base}/repos/{}/pulls/{}", repo.full_name, pr.number),
+        "id": user_id(&format!("{}#{}", repo.full_name, pr.number())),
+        "number": pr.number(),
+        "url": format!("{base}/repos/{}/pulls/{}", repo.full_name, pr.number()),
         "head": { "ref": pr.head_ref, "sha": pr.head(), "repo": short_repo },
         "base": { "ref": pr.base_ref, "sha": pr.base_sha, "repo": short_repo },
     })
@@ -2823,33 +4057,74 @@ fn diff_entry_json(base: &str, repo: &Repo, entry: &DiffEntry, head: &str) -> Va
     })
 }
 
+/// Who made a commit, when, on what, and why (a seeded base: the owner, when the repository
+/// was created, no parents).
+struct CommitMeta<'r> {
+    author: &'r str,
+    committer: &'r str,
+    date: DateTime<Utc>,
+    parents: &'r [String],
+    message: String,
+    tree_sha: String,
+}
+
+impl<'r> CommitMeta<'r> {
+    fn of(repo: &'r Repo, sha: &str) -> CommitMeta<'r> {
+        let tree_sha = tree_sha_of(&repo.tree_at(sha).unwrap_or_default());
+        match repo.commits.get(sha) {
+            Some(c) => CommitMeta {
+                author: &c.spec.author,
+                committer: &c.spec.committer,
+                date: c.date,
+                parents: &c.parents,
+                message: c.message.clone(),
+                tree_sha,
+            },
+            None => CommitMeta {
+                author: repo.owner(),
+                committer: repo.owner(),
+                date: repo.created_at,
+                parents: &[],
+                message: format!("Commit {sha}"),
+                tree_sha,
+            },
+        }
+    }
+
+    fn signature(&self, login: &str) -> Value {
+        let email = format!("{login}@users.noreply.github.com");
+        json!({ "name": login, "email": email, "date": timestamp(self.date) })
+    }
+
+    /// The parents, each linked under `api` (`commits` or `git/commits`).
+    fn parents_json(&self, base: &str, repo: &Repo, api: &str) -> Vec<Value> {
+        let name = &repo.full_name;
+        self.parents
+            .iter()
+            .map(|p| {
+                json!({
+                    "sha": p,
+                    "url": format!("{base}/repos/{name}/{api}/{p}"),
+                    "html_url": format!("https://github.com/{name}/commit/{p}"),
+                })
+            })
+            .collect()
+    }
+}
+
+fn unsigned() -> Value {
+    json!({
+        "verified": false, "reason": "unsigned",
+        "signature": null, "payload": null, "verified_at": null,
+    })
+}
+
 /// A commit as the commits, pulls and compare APIs list it.
 fn commit_json(base: &str, repo: &Repo, sha: &str) -> Value {
     let name = &repo.full_name;
-    let (author, committer, date, parent) = match repo.commits.get(sha) {
-        Some(c) => (
-            c.spec.author.as_str(),
-            c.spec.committer.as_str(),
-            c.date,
-            Some(&c.parent),
-        ),
-        None => (repo.owner(), repo.owner(), repo.created_at, None),
-    };
-    let signature = |login: &str| {
-        let email = format!("{login}@users.noreply.github.com");
-        json!({ "name": login, "email": email, "date": timestamp(date) })
-    };
+    let meta = CommitMeta::of(repo, sha);
     let api = format!("{base}/repos/{name}/commits/{sha}");
-    let parents: Vec<Value> = parent
-        .into_iter()
-        .map(|p| {
-            json!({
-                "sha": p,
-                "url": format!("{base}/repos/{name}/commits/{p}"),
-                "html_url": format!("https://github.com/{name}/commit/{p}"),
-            })
-        })
-        .collect();
+    let tree = &meta.tree_sha;
     json!({
         "sha": sha,
         "node_id": format!("C_fake{sha}"),
@@ -2858,19 +4133,51 @@ fn commit_json(base: &str, repo: &Repo, sha: &str) -> Value {
         "comments_url": format!("{api}/comments"),
         "commit": {
             "url": format!("{base}/repos/{name}/git/commits/{sha}"),
-            "author": signature(author),
-            "committer": signature(committer),
-            "message": format!("Commit {sha}"),
-            "tree": { "sha": blob_sha(&format!("tree {sha}")), "url": format!("{base}/repos/{name}/git/trees/{sha}") },
+            "author": meta.signature(meta.author),
+            "committer": meta.signature(meta.committer),
+            "message": meta.message,
+            "tree": { "sha": tree, "url": format!("{base}/repos/{name}/git/trees/{tree}") },
             "comment_count": 0,
-            "verification": {
-                "verified": false, "reason": "unsigned",
-                "signature": null, "payload": null, "verified_at": null,
-            },
+            "verification": unsigned(),
         },
-        "author": user_json(base, author),
-        "committer": user_json(base, committer),
-        "parents": parents,
+        "author": user_json(base, meta.author),
+        "committer": user_json(base, meta.committer),
+        "parents": meta.parents_json(base, repo, "commits"),
+    })
+}
+
+/// A commit as the git data API answers it.
+fn git_commit_json(base: &str, repo: &Repo, sha: &str) -> Value {
+    let name = &repo.full_name;
+    let meta = CommitMeta::of(repo, sha);
+    let tree = &meta.tree_sha;
+    json!({
+        "sha": sha,
+        "node_id": format!("C_fake{sha}"),
+        "url": format!("{base}/repos/{name}/git/commits/{sha}"),
+        "html_url": format!("https://github.com/{name}/commit/{sha}"),
+        "author": meta.signature(meta.author),
+        "committer": meta.signature(meta.committer),
+        "message": meta.message,
+        "tree": { "sha": tree, "url": format!("{base}/repos/{name}/git/trees/{tree}") },
+        "parents": meta.parents_json(base, repo, "git/commits"),
+        "verification": unsigned(),
+    })
+}
+
+/// A branch as the git refs API answers it.
+fn ref_json(base: &str, repo: &Repo, branch: &str, sha: &str) -> Value {
+    let name = &repo.full_name;
+    let full = format!("refs/heads/{branch}");
+    json!({
+        "ref": full,
+        "node_id": format!("REF_fake{}", user_id(&format!("{name} {full}"))),
+        "url": format!("{base}/repos/{name}/git/{full}"),
+        "object": {
+            "sha": sha,
+            "type": "commit",
+            "url": format!("{base}/repos/{name}/git/commits/{sha}"),
+        },
     })
 }
 
