@@ -1924,7 +1924,6 @@ impl Respond for Responder {
         }
         let reply = state.reply(&incoming, check.as_ref(), &self.routes);
         let reply = conditional(&incoming, reply);
-        eprintln!("FAKEDBG {} {} -> {}", incoming.method, incoming.path, reply.status);
         state.requests.push(incoming.record(reply.status));
         let used = state.requests.iter().filter(|r| r.status != 304).count();
         with_rate_limit_headers(reply, used)
