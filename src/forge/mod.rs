@@ -35,8 +35,9 @@ impl PolicyAt {
 }
 
 /// The changes a delivery asks to re-evaluate, each with whether its result must be reset
-/// first (a retarget: no result computed for the old base may stand for the new one). Only
-/// commands in comments change a decision, and tollgate's own comments (`is_own` author) never
+/// first (a retarget: no result computed for the old base may stand for the new one). A merged
+/// change is looked at once more (for what follows a bypass). Only commands in comments change
+/// a decision, and tollgate's own comments (`is_own` author) never
 /// loop back. Forge-specific events (GitHub's check re-requests) are the forge's to add.
 pub fn changes_to_evaluate(
     event: &Event,
@@ -48,6 +49,8 @@ pub fn changes_to_evaluate(
             vec![(&update.change, retarget)]
         }
         Event::Review(review) => vec![(&review.change, false)],
+        // A merge is judged once more: a merge under a bypass opens its post-incident review.
+        Event::ChangeClosed(closed) if closed.merged => vec![(&closed.change, false)],
         Event::CommentCreated(comment)
             if !is_own(comment.author.login.as_str())
                 && comment

@@ -893,7 +893,9 @@ impl Validator<'_> {
                         "{key} = {} is more than a year ({MAX_EMERGENCY_HOURS} hours)",
                         value.get_ref()
                     ),
-                    Some(format!("use at most {MAX_EMERGENCY_HOURS}, e.g. {key} = 48")),
+                    Some(format!(
+                        "use at most {MAX_EMERGENCY_HOURS}, e.g. {key} = 48"
+                    )),
                 );
             }
         }

@@ -257,9 +257,11 @@ impl GithubWorker {
                 .await?;
         }
 
-        // Rollback requests, judged now.
+        // Rollback requests, judged now: only those given after the merge (one given before was
+        // answered then, and must not turn into a rollback when the change merges).
         let mut facts = gathered.facts;
         facts.now = now;
+        facts.comments.retain(|c| c.at > merged_at);
         if policy
             .emergency
             .as_ref()
@@ -621,11 +623,12 @@ impl GithubWorker {
                     "variables": { "input": { "pullRequestId": node, "title": title, "body": body } },
                 }))
                 .await?;
-            let created = &answer["data"]["revertPullRequest"]["revertPullRequest"];
+            // octocrab hands back GraphQL's `data` member (errors come as an `Err`).
+            let created = &answer["revertPullRequest"]["revertPullRequest"];
             let Some(number) = created["number"].as_u64() else {
                 return Err(ApiError::Unexpected {
                     what: "the revertPullRequest mutation".to_owned(),
-                    message: answer["errors"].to_string(),
+                    message: format!("no pull request in the answer: {answer}"),
                 });
             };
             let revert: PullRequest = client
