@@ -381,8 +381,9 @@ impl World {
     /// Merges PR `number` (by `by`) and delivers the `closed` event; returns the merge time.
     async fn merge(&self, number: u64, by: &str) -> DateTime<Utc> {
         self.advance(TimeDelta::minutes(5));
-        self.fake.merge_pr(REPO, number, by);
+        // The fake stamps the merge with its clock's current second, then ticks it.
         let merged_at = self.fake.now();
+        self.fake.merge_pr(REPO, number, by);
         self.deliver("pull_request", &self.pr_payload(number, "closed"))
             .await;
         merged_at
@@ -538,6 +539,14 @@ async fn worked_example_3_rollback_bypass_review_reminder_and_closing() {
     // Merged under the bypass: the follow-up issue, due 48 hours after the merge.
     let merged_at = w.merge(revert.number, "olga").await;
     let due = merged_at + TimeDelta::hours(48);
+    let stored = w.incidents().reviews(false).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].merged_ms,
+        merged_at.timestamp_millis(),
+        "GitHub's merge time"
+    );
+    assert_eq!(stored[0].due_ms, due.timestamp_millis());
     let issues = w.fake.issues(REPO);
     assert_eq!(issues.len(), 1, "{issues:#?}");
     let review = &issues[0];

@@ -4,6 +4,7 @@
 //! bypass. This module holds the forge-neutral parts: the texts tollgate writes, the deadlines
 //! it schedules and the store it keeps them in; the forges' modules do the talking.
 
+pub mod flow;
 pub mod store;
 
 use chrono::{DateTime, Utc};
