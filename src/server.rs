@@ -226,6 +226,9 @@ impl Workers {
         if let Some(github) = &self.github {
             handlers.push(("github:".to_owned(), github.clone()));
         }
+        if let Some(gitlab) = &self.gitlab {
+            handlers.push(("gitlab:".to_owned(), gitlab.clone()));
+        }
         if handlers.is_empty() {
             return None;
         }
@@ -316,6 +319,7 @@ fn sink_for(
                 audit: Some(audit),
                 jobs: config.jobs,
                 metrics: metrics.clone(),
+                clock: crate::clock::system(),
             },
         ));
     }

@@ -69,7 +69,7 @@ async fn approvals_count_only_from_developers_in_the_role_and_go_stale_on_a_gove
         fake.approve(PROJECT, 7, who);
     }
     let mr = api.merge_request(project, 7).await.unwrap();
-    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now())
+    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now(), None)
         .await
         .unwrap();
     let facts = &gathered.facts;
@@ -116,7 +116,7 @@ async fn approvals_count_only_from_developers_in_the_role_and_go_stale_on_a_gove
         .dated(backdated),
     );
     let mr = api.merge_request(project, 7).await.unwrap();
-    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now())
+    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now(), None)
         .await
         .unwrap();
     let lena = gathered
@@ -143,7 +143,7 @@ async fn approvals_count_only_from_developers_in_the_role_and_go_stale_on_a_gove
     api.create_note(project, 7, "<!-- tollgate -->")
         .await
         .unwrap();
-    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now())
+    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now(), None)
         .await
         .unwrap();
     let authors: Vec<&str> = gathered
@@ -200,7 +200,7 @@ async fn whoever_pushed_to_the_merge_request_cannot_sign_it_off() {
     let bot = api.current_user().await.unwrap();
     let policy = parse_policy(POLICY).unwrap();
     let mr = api.merge_request(project, 7).await.unwrap();
-    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now())
+    let gathered = gather(&api, project, &mr, &policy, &bot, fake.now(), None)
         .await
         .unwrap();
     assert!(gathered.facts.commit_authors.contains("lena"));

@@ -97,6 +97,7 @@ impl Tester {
                 queue: JobQueue::new(audit.ledger.pool().clone()),
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
+                clock: tollgate::clock::system(),
             },
         );
         let secrets = IntakeSecrets {

@@ -898,3 +898,53 @@ async fn with_two_replicas_on_postgresql_one_reminder_is_posted() {
     }
     db.drop_now().await;
 }
+
+/// A process that dies while opening a review loses nothing and doubles nothing: if it died
+/// after opening the issue but before noting it, the retry finds the issue instead of opening
+/// a second; if it died after noting it but before scheduling the reminder, the retry schedules
+/// it.
+#[tokio::test]
+async fn a_crash_while_opening_a_review_neither_doubles_the_issue_nor_loses_the_reminder() {
+    let w = World::sqlite(false).await;
+    let (review, due) = w.bypassed_and_merged(1, "INC-60").await;
+    let pool = w.first().audit.ledger.pool().clone();
+    // Died after opening the issue, before noting it (and so before scheduling anything).
+    sqlx::query(
+        "UPDATE incident_reviews SET state = 'opening', issue_number = NULL, issue_url = NULL",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM deadlines WHERE kind = 'github:review_due'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.deliver("pull_request", &w.pr_payload(1, "closed")).await;
+    assert_eq!(
+        w.fake.issues(REPO).len(),
+        1,
+        "the issue is found, not opened again"
+    );
+    let stored = w.incidents().reviews(false).await.unwrap();
+    assert_eq!(stored[0].issue, Some(review));
+    assert_eq!(stored[0].state, ReviewState::Open);
+    let schedule = Schedule::new(pool.clone());
+    let pending = schedule.pending("github:review_due").await.unwrap();
+    assert_eq!(pending.len(), 1, "the reminder is scheduled again");
+    assert_eq!(pending[0].1, due.timestamp_millis());
+
+    // Died after noting it, before scheduling the reminder.
+    sqlx::query("DELETE FROM deadlines WHERE kind = 'github:review_due'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    w.deliver("pull_request", &w.pr_payload(1, "closed")).await;
+    assert_eq!(w.fake.issues(REPO).len(), 1);
+    assert_eq!(
+        schedule.pending("github:review_due").await.unwrap().len(),
+        1
+    );
+    w.advance(due - w.fake.now() + TimeDelta::minutes(1));
+    w.tick().await;
+    assert_eq!(w.reminders(review), 1);
+}

@@ -379,6 +379,7 @@ impl GitlabForge {
                 queue: JobQueue::new(audit.ledger.pool().clone()),
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
+                clock: tollgate::clock::system(),
             },
         );
         let secrets = IntakeSecrets {

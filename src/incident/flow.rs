@@ -66,8 +66,9 @@ pub trait Tracker: Sync {
     fn forge(&self) -> &'static str;
     /// The repository's path.
     fn repo(&self) -> &str;
-    /// The GitHub App installation to act as later (deadlines), if any.
-    fn installation(&self) -> Option<u64>;
+    /// What a deadline acts through later: the GitHub App installation (if any), the GitLab
+    /// project's id.
+    fn via(&self) -> Option<u64>;
     /// How the forge writes a reference to a change (`#7`, `!7`).
     fn change_ref(&self, number: u64) -> String;
     /// The error for a store that failed.
@@ -80,6 +81,11 @@ pub trait Tracker: Sync {
         labels: &[&str],
         reviewers: &Reviewers,
     ) -> impl Future<Output = Result<(u64, String), Self::Error>> + Send;
+    /// The open or closed issue titled `title` that tollgate opened, if there is one.
+    fn find_issue(
+        &self,
+        title: &str,
+    ) -> impl Future<Output = Result<Option<(u64, String)>, Self::Error>> + Send;
     /// An issue as it is now.
     fn issue(&self, number: u64) -> impl Future<Output = Result<IssueNow, Self::Error>> + Send;
     /// Comments on an issue.
@@ -188,13 +194,14 @@ pub async fn overdue_reviews(
 }
 
 /// A bypassed change is evaluated again when its bypass expires, so that its result does not
-/// stay green on a bypass that no longer counts. `installation` is the GitHub App's, if any.
+/// stay green on a bypass that no longer counts. `via` is what to act through (see
+/// [`DeadlinePayload::via`]).
 pub async fn schedule_bypass_expiry(
     schedule: &Schedule,
     forge: &str,
     repo: &str,
     change: u64,
-    installation: Option<u64>,
+    via: Option<u64>,
     decision: &Decision,
 ) -> Result<(), crate::schedule::ScheduleError> {
     let Outcome::Bypassed { expires_at, .. } = &decision.outcome else {
@@ -203,7 +210,7 @@ pub async fn schedule_bypass_expiry(
     let expires_ms = expires_at.timestamp_millis();
     let payload = DeadlinePayload {
         repo: repo.to_owned(),
-        installation,
+        via,
         change,
         issue: None,
     };
@@ -291,12 +298,11 @@ async fn record_once<T: Tracker>(
     stores: Stores<'_>,
     key: &str,
     record: crate::ledger::record::DecisionRecord,
-) -> Result<(), T::Error> {
+) -> Result<bool, T::Error> {
     stores
         .audit
         .record_once(key, record)
         .await
-        .map(|_| ())
         .map_err(|e| tracker.store_error("the audit ledger", e.to_string()))
 }
 
@@ -342,7 +348,7 @@ async fn merged_under_bypass<T: Tracker>(
     .await?;
 
     let due = merged.merged_at + TimeDelta::hours(i64::from(emergency.review_within_hours));
-    let review = stores
+    let (review, created) = stores
         .incidents
         .begin_review(&Review {
             forge: tracker.forge().to_owned(),
@@ -361,38 +367,45 @@ async fn merged_under_bypass<T: Tracker>(
         })
         .await
         .map_err(store_error)?;
-    if review.state != ReviewState::Opening {
-        return Ok(()); // opened already (a redelivered merge, a recheck)
-    }
-    let reviewers = super::reviewers(policy, decision);
     let change_ref = tracker.change_ref(merged.number);
-    let body = super::review_body(&super::ReviewText {
-        change_ref: change_ref.clone(),
-        title: &merged.title,
-        change_url: merged.url.as_deref(),
-        ticket: &bypass.ticket,
-        bypassed_by: &bypass.by,
-        reason: &bypass.reason,
-        merged_at: merged.merged_at,
-        due,
-        within_hours: emergency.review_within_hours,
-        repo: tracker.repo(),
-        number: merged.number,
-        reviewers: &reviewers,
-    });
     let title = super::review_title(&change_ref, &bypass.ticket);
-    let labels = [super::REVIEW_LABEL, bypass.ticket.as_str()];
-    let (issue, url) = tracker
-        .open_issue(&title, &body, &labels, &reviewers)
-        .await?;
-    stores
-        .incidents
-        .review_opened(tracker.forge(), tracker.repo(), merged.number, issue, &url)
-        .await
-        .map_err(store_error)?;
+    let (issue, due) = match (review.state, review.issue) {
+        (ReviewState::Closed, _) => return Ok(()),
+        // Opened already (a redelivered merge, a recheck, or a process that died after noting
+        // it): what follows is done again, and is idempotent.
+        (_, Some(issue)) => (
+            issue,
+            DateTime::from_timestamp_millis(review.due_ms).unwrap_or(due),
+        ),
+        (_, None) => {
+            // A process may have died between opening the issue and noting it.
+            let found = if created {
+                None
+            } else {
+                tracker.find_issue(&title).await?
+            };
+            let (issue, url) = match found {
+                Some(found) => found,
+                None => {
+                    let reviewers = super::reviewers(policy, decision);
+                    let body = review_text(tracker, policy, bypass, merged, due, &reviewers);
+                    let labels = [super::REVIEW_LABEL, bypass.ticket.as_str()];
+                    tracker
+                        .open_issue(&title, &body, &labels, &reviewers)
+                        .await?
+                }
+            };
+            stores
+                .incidents
+                .review_opened(tracker.forge(), tracker.repo(), merged.number, issue, &url)
+                .await
+                .map_err(store_error)?;
+            (issue, due)
+        }
+    };
     let payload = DeadlinePayload {
         repo: tracker.repo().to_owned(),
-        installation: tracker.installation(),
+        via: tracker.via(),
         change: merged.number,
         issue: Some(issue),
     };
@@ -418,9 +431,38 @@ async fn merged_under_bypass<T: Tracker>(
             when(due)
         ),
     );
-    record_once(tracker, stores, &format!("review_opened:{issue}"), record).await?;
-    tracing::info!(issue, ticket = %bypass.ticket, "post-incident review opened");
+    if record_once(tracker, stores, &format!("review_opened:{issue}"), record).await? {
+        tracing::info!(issue, ticket = %bypass.ticket, "post-incident review opened");
+    }
     Ok(())
+}
+
+/// The review issue's text.
+fn review_text<T: Tracker>(
+    tracker: &T,
+    policy: &Policy,
+    bypass: &Bypass,
+    merged: &Merged,
+    due: DateTime<Utc>,
+    reviewers: &Reviewers,
+) -> String {
+    super::review_body(&super::ReviewText {
+        change_ref: tracker.change_ref(merged.number),
+        title: &merged.title,
+        change_url: merged.url.as_deref(),
+        ticket: &bypass.ticket,
+        bypassed_by: &bypass.by,
+        reason: &bypass.reason,
+        merged_at: merged.merged_at,
+        due,
+        within_hours: policy
+            .emergency
+            .as_ref()
+            .map_or(48, |e| e.review_within_hours),
+        repo: tracker.repo(),
+        number: merged.number,
+        reviewers,
+    })
 }
 
 /// Issues are `#N` on both forges.

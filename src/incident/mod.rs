@@ -35,9 +35,9 @@ pub const BYPASS_EXPIRY: &str = "bypass_expiry";
 pub struct DeadlinePayload {
     /// The repository.
     pub repo: String,
-    /// The GitHub App installation to act as, if any.
+    /// What to act through: the GitHub App installation (if any), the GitLab project's id.
     #[serde(default)]
-    pub installation: Option<u64>,
+    pub via: Option<u64>,
     /// The change (merged under a bypass, or whose bypass expires).
     pub change: u64,
     /// The review's issue (review deadlines only).

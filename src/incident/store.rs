@@ -119,9 +119,11 @@ impl Incidents {
     }
 
     /// Records that a review is due for a change (state `opening`), unless one is already
-    /// there; returns the review as stored (so a redelivered merge opens nothing twice).
-    pub async fn begin_review(&self, review: &Review) -> Result<Review, IncidentError> {
-        sqlx::query(
+    /// there; returns the review as stored and whether this call created it (a review found
+    /// `opening` that this call did not create may have its issue opened already: a process
+    /// died between opening it and noting it).
+    pub async fn begin_review(&self, review: &Review) -> Result<(Review, bool), IncidentError> {
+        let inserted = sqlx::query(
             "INSERT INTO incident_reviews (forge, repo, change_number, ticket, bypassed_by, merged_ms, due_ms, state) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'opening') ON CONFLICT (forge, repo, change_number) DO NOTHING",
         )
@@ -133,7 +135,9 @@ impl Incidents {
         .bind(review.merged_ms)
         .bind(review.due_ms)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {REVIEW_COLUMNS} FROM incident_reviews WHERE forge = $1 AND repo = $2 AND change_number = $3"
         )))
@@ -142,7 +146,7 @@ impl Incidents {
         .bind(review.change as i64)
         .fetch_one(&self.pool)
         .await?;
-        review_of(&row)
+        Ok((review_of(&row)?, inserted))
     }
 
     /// The review's issue was opened.

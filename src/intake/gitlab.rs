@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use super::ParseError;
 use crate::event::{
     Author, ChangeAction, ChangeClosed, ChangeNumber, ChangeRef, ChangeUpdate, CommentEvent,
-    CommitSha, Event, Forge, Login, Repo, RepoName, ReviewAction, ReviewEvent, ReviewState, User,
+    CommitSha, Event, Forge, IssueClosed, Login, Repo, RepoName, ReviewAction, ReviewEvent,
+    ReviewState, User,
 };
 
 /// Turns one verified GitLab delivery into an [`Event`].
@@ -20,6 +21,7 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
     match event_name {
         "Merge Request Hook" => merge_request(body),
         "Note Hook" => note(body),
+        "Issue Hook" => issue(body),
         "System Hook" => Ok(Event::ignored(
             "system hooks are not supported: add tollgate as a project or group webhook",
         )),
@@ -280,4 +282,71 @@ fn note(body: &[u8]) -> Result<Event, ParseError> {
         author: payload.user.into(),
         body: note.note,
     }))
+}
+
+#[derive(Deserialize)]
+struct IssueAttributes {
+    iid: u64,
+    action: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssuePayload {
+    object_attributes: IssueAttributes,
+    user: Account,
+    project: Project,
+}
+
+/// An `Issue Hook` delivery: a closed issue may be a post-incident review being done.
+fn issue(body: &[u8]) -> Result<Event, ParseError> {
+    let payload: IssuePayload = shape("Issue Hook", body)?;
+    match payload.object_attributes.action.as_deref() {
+        Some("close") => Ok(Event::IssueClosed(IssueClosed {
+            repo: repo(payload.project),
+            number: payload.object_attributes.iid,
+            closed_by: payload.user.into(),
+        })),
+        other => Ok(Event::ignored(format!(
+            "issue action `{}`: only closing an issue is acted on",
+            other.unwrap_or("none")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod issue_tests {
+    use super::*;
+
+    fn payload(action: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "object_kind": "issue", "event_type": "issue",
+            "user": {"id": 7, "username": "lena", "name": "Lena"},
+            "project": {"id": 15, "path_with_namespace": "acme/fraud-model"},
+            "object_attributes": {"iid": 23, "action": action, "state": "closed"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_closed_issue_names_the_project_the_issue_and_who_closed_it() {
+        let event = parse("Issue Hook", &payload("close")).unwrap();
+        let Event::IssueClosed(closed) = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(closed.number, 23);
+        assert_eq!(closed.repo.id, 15);
+        assert_eq!(closed.repo.name.as_str(), "acme/fraud-model");
+        assert_eq!(closed.closed_by.login.as_str(), "lena");
+    }
+
+    #[test]
+    fn other_issue_actions_are_ignored() {
+        for action in ["open", "update", "reopen"] {
+            let event = parse("Issue Hook", &payload(action)).unwrap();
+            assert!(
+                matches!(event, Event::Ignored { .. }),
+                "{action}: {event:?}"
+            );
+        }
+    }
 }

@@ -44,6 +44,7 @@ pub const KNOWN_ADDITIONS: &[(&str, &str)] = &[
     ("GET", "/repos/{owner}/{repo}/git/trees/{tree_sha}"),
     // GraphQL has one endpoint, outside the REST description.
     ("POST", "/graphql"),
+    ("GET", "/repos/{owner}/{repo}/issues"),
 ];
 
 /// Items per page when the request does not say.
@@ -2214,6 +2215,7 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
         ),
         ("GET", "/orgs/{org}/members/{username}"),
         ("POST", "/repos/{owner}/{repo}/issues"),
+        ("GET", "/repos/{owner}/{repo}/issues"),
         ("GET", "/repos/{owner}/{repo}/issues/{issue_number}"),
         ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}"),
         ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"),
@@ -2290,6 +2292,7 @@ impl State {
             }
             ("GET", "/orgs/{org}/members/{username}") => self.get_org_member(ctx),
             ("POST", "/repos/{owner}/{repo}/issues") => self.create_issue(ctx),
+            ("GET", "/repos/{owner}/{repo}/issues") => self.list_issues(ctx),
             ("GET", "/repos/{owner}/{repo}/issues/{issue_number}") => self.get_issue(ctx),
             ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}") => self.update_issue(ctx),
             ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels") => {
@@ -2618,6 +2621,45 @@ impl State {
             200,
             issue_json(&self.base_url, repo, issue, is_pull),
         ))
+    }
+
+    /// `GET /repos/{owner}/{repo}/issues`: issues and pull requests (as GitHub lists both),
+    /// newest first, filtered by `state` (default `open`), `labels` (all of them, comma
+    /// separated) and `creator`.
+    fn list_issues(&self, ctx: &Ctx) -> Outcome {
+        let repo = self.repo_of(ctx)?;
+        let wanted = ctx.req.query("state").unwrap_or("open");
+        let labels: Vec<&str> = ctx
+            .req
+            .query("labels")
+            .map(|l| {
+                l.split(',')
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let creator = ctx.req.query("creator");
+        let mut all: Vec<(&IssueRecord, bool)> = repo
+            .issues
+            .values()
+            .map(|i| (i, false))
+            .chain(repo.prs.values().map(|pr| (&pr.issue, true)))
+            .filter(|(i, _)| wanted == "all" || i.state == wanted)
+            .filter(|(i, _)| {
+                labels
+                    .iter()
+                    .all(|l| i.labels.iter().any(|have| have.eq_ignore_ascii_case(l)))
+            })
+            .filter(|(i, _)| creator.is_none_or(|c| c.eq_ignore_ascii_case(&i.author)))
+            .collect();
+        all.sort_by(|a, b| b.0.number.cmp(&a.0.number));
+        let page = page_of(&self.base_url, ctx.req, all.len());
+        let items = all[page.range.clone()]
+            .iter()
+            .map(|(issue, is_pull)| issue_json(&self.base_url, repo, issue, *is_pull))
+            .collect();
+        Ok(page.reply(Value::Array(items)))
     }
 
     fn create_issue(&mut self, ctx: &Ctx) -> Outcome {

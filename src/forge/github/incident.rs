@@ -96,7 +96,7 @@ impl Tracker for GithubTracker<'_> {
         self.repo
     }
 
-    fn installation(&self) -> Option<u64> {
+    fn via(&self) -> Option<u64> {
         self.installation.map(|i| i.0)
     }
 
@@ -142,6 +142,26 @@ impl Tracker for GithubTracker<'_> {
             Err(error) => return Err(error.into()),
         };
         Ok((created.number, created.html_url.unwrap_or_default()))
+    }
+
+    async fn find_issue(&self, title: &str) -> Result<Option<(u64, String)>, ApiError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            number: u64,
+            title: String,
+            html_url: Option<String>,
+        }
+        let route = format!(
+            "/repos/{}/issues?state=all&labels={}&creator={}",
+            self.repo,
+            encode_component(incident::REVIEW_LABEL),
+            encode_component(&self.identity.login)
+        );
+        let listed: Vec<Listed> = api::all_pages(&self.client, &route, usize::MAX).await?;
+        Ok(listed
+            .into_iter()
+            .find(|issue| issue.title == title)
+            .map(|issue| (issue.number, issue.html_url.unwrap_or_default())))
     }
 
     async fn issue(&self, number: u64) -> Result<IssueNow, ApiError> {
@@ -547,7 +567,7 @@ impl DeadlineHandler for GithubWorker {
         Box::pin(async move {
             let payload: DeadlinePayload =
                 serde_json::from_str(&due.payload).map_err(|e| e.to_string())?;
-            let installation = payload.installation.map(InstallationId);
+            let installation = payload.via.map(InstallationId);
             let kind = due
                 .kind
                 .strip_prefix(&format!("{FORGE}:"))

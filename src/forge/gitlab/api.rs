@@ -121,6 +121,50 @@ pub struct MergeRequest {
     pub draft: bool,
     /// Its page.
     pub web_url: String,
+    /// When it was merged.
+    #[serde(default)]
+    pub merged_at: Option<DateTime<Utc>>,
+    /// Who merged it (GitLab 14.7+ calls it `merge_user`; `merged_by` is the older name).
+    #[serde(default)]
+    pub merge_user: Option<UserRef>,
+    /// Who merged it, under its older name.
+    #[serde(default)]
+    pub merged_by: Option<UserRef>,
+    /// The merge commit, when the merge made one.
+    #[serde(default)]
+    pub merge_commit_sha: Option<String>,
+    /// The squashed commit, when the merge squashed.
+    #[serde(default)]
+    pub squash_commit_sha: Option<String>,
+}
+
+/// An issue (tollgate's post-incident reviews are issues).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Issue {
+    /// Number within the project.
+    pub iid: u64,
+    /// Title.
+    pub title: String,
+    /// Description (Markdown).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `opened` or `closed`.
+    pub state: String,
+    /// Its page.
+    pub web_url: String,
+    /// Who it is assigned to.
+    #[serde(default)]
+    pub assignees: Vec<UserRef>,
+    /// Who closed it.
+    #[serde(default)]
+    pub closed_by: Option<UserRef>,
+}
+
+/// A commit as the commits API answers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CommitRef {
+    /// Sha.
+    pub id: String,
 }
 
 /// One changed file of a merge request.
@@ -352,6 +396,176 @@ impl GitlabApi {
             }
         }
         Ok(items)
+    }
+
+    /// Sends a JSON body and reads the JSON answer.
+    async fn write<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, GitlabError> {
+        let name = method_name(&method);
+        let response = self.send(method, path, &[], Some(&body)).await?;
+        response
+            .json()
+            .await
+            .map_err(|source| GitlabError::Transport {
+                method: name,
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// The user with `username`, if there is one.
+    pub async fn user_named(&self, username: &str) -> Result<Option<UserRef>, GitlabError> {
+        let users: Vec<UserRef> = self
+            .get("users", &[("username", username.to_owned())])
+            .await?;
+        Ok(users
+            .into_iter()
+            .find(|u| u.username.eq_ignore_ascii_case(username)))
+    }
+
+    /// Opens an issue.
+    pub async fn create_issue(
+        &self,
+        project: u64,
+        title: &str,
+        description: &str,
+        labels: &[&str],
+    ) -> Result<Issue, GitlabError> {
+        let body = serde_json::json!({
+            "title": title, "description": description, "labels": labels.join(","),
+        });
+        self.write(
+            reqwest::Method::POST,
+            &format!("projects/{project}/issues"),
+            body,
+        )
+        .await
+    }
+
+    /// One issue.
+    pub async fn issue(&self, project: u64, iid: u64) -> Result<Issue, GitlabError> {
+        self.get(&format!("projects/{project}/issues/{iid}"), &[])
+            .await
+    }
+
+    /// The project's issues (open or closed) with `label`, by `author`.
+    pub async fn issues_labelled(
+        &self,
+        project: u64,
+        label: &str,
+        author: u64,
+    ) -> Result<Vec<Issue>, GitlabError> {
+        let query = [
+            ("labels", label.to_owned()),
+            ("author_id", author.to_string()),
+            ("state", "all".to_owned()),
+        ];
+        self.all_pages(&format!("projects/{project}/issues"), &query, usize::MAX)
+            .await
+    }
+
+    /// Every note on an issue, oldest first.
+    pub async fn issue_notes(&self, project: u64, iid: u64) -> Result<Vec<Note>, GitlabError> {
+        let query = [
+            ("sort", "asc".to_owned()),
+            ("order_by", "created_at".to_owned()),
+        ];
+        self.all_pages(
+            &format!("projects/{project}/issues/{iid}/notes"),
+            &query,
+            usize::MAX,
+        )
+        .await
+    }
+
+    /// Writes a note on an issue.
+    pub async fn create_issue_note(
+        &self,
+        project: u64,
+        iid: u64,
+        body: &str,
+    ) -> Result<Note, GitlabError> {
+        self.write(
+            reqwest::Method::POST,
+            &format!("projects/{project}/issues/{iid}/notes"),
+            serde_json::json!({ "body": body }),
+        )
+        .await
+    }
+
+    /// Adds labels to an issue (`issues`) or a merge request (`merge_requests`).
+    pub async fn add_labels(
+        &self,
+        project: u64,
+        kind: &str,
+        iid: u64,
+        labels: &[&str],
+    ) -> Result<(), GitlabError> {
+        let _: serde_json::Value = self
+            .write(
+                reqwest::Method::PUT,
+                &format!("projects/{project}/{kind}/{iid}"),
+                serde_json::json!({ "add_labels": labels.join(",") }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Creates `branch` at `from` (a branch or commit).
+    pub async fn create_branch(
+        &self,
+        project: u64,
+        branch: &str,
+        from: &str,
+    ) -> Result<(), GitlabError> {
+        let _: serde_json::Value = self
+            .write(
+                reqwest::Method::POST,
+                &format!("projects/{project}/repository/branches"),
+                serde_json::json!({ "branch": branch, "ref": from }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reverts commit `sha` onto `branch` (a merge commit against its first parent).
+    pub async fn revert_commit(
+        &self,
+        project: u64,
+        sha: &str,
+        branch: &str,
+    ) -> Result<CommitRef, GitlabError> {
+        self.write(
+            reqwest::Method::POST,
+            &format!("projects/{project}/repository/commits/{sha}/revert"),
+            serde_json::json!({ "branch": branch }),
+        )
+        .await
+    }
+
+    /// Opens a merge request.
+    pub async fn create_merge_request(
+        &self,
+        project: u64,
+        source: &str,
+        target: &str,
+        title: &str,
+        description: &str,
+        labels: &[&str],
+    ) -> Result<MergeRequest, GitlabError> {
+        self.write(
+            reqwest::Method::POST,
+            &format!("projects/{project}/merge_requests"),
+            serde_json::json!({
+                "source_branch": source, "target_branch": target, "title": title,
+                "description": description, "labels": labels.join(","),
+            }),
+        )
+        .await
     }
 
     /// The token's user: tollgate's identity on this instance.

@@ -52,7 +52,8 @@ pub struct Gathered {
 }
 
 /// Gathers the facts of `mr` (in `project`) under `policy`; `bot` is tollgate's own user,
-/// whose notes are never read as commands.
+/// whose notes are never read as commands. `granted` is a command tollgate holds on someone's
+/// behalf (a rollback's bypass of its revert), read with theirs.
 pub async fn gather(
     api: &GitlabApi,
     project: u64,
@@ -60,6 +61,7 @@ pub async fn gather(
     policy: &Policy,
     bot: &UserRef,
     now: DateTime<Utc>,
+    granted: Option<Comment>,
 ) -> Result<Gathered, GatherError> {
     let refs = mr.diff_refs.as_ref().ok_or(GatherError::DiffNotReady)?;
     let iid = mr.iid;
@@ -132,6 +134,16 @@ pub async fn gather(
             .iter()
             .map(|n| (n.author.username.clone(), n.author.id)),
     );
+    if let Some(granted) = granted {
+        // Its author wrote on the rolled-back merge request, not this one: find their id.
+        if !ids.contains_key(&granted.author)
+            && let Some(user) = api.user_named(&granted.author).await?
+        {
+            ids.insert(user.username, user.id);
+        }
+        let at = facts.comments.partition_point(|c| c.at <= granted.at);
+        facts.comments.insert(at, granted);
+    }
     people(api, project, policy, &ids, &mut facts).await?;
     Ok(Gathered { facts, notes })
 }

@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod facts;
+pub mod incident;
 pub mod publish;
 pub mod worker;

@@ -6,23 +6,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chrono::Utc;
 use tokio::sync::OnceCell;
 use tracing::Instrument as _;
 
 use super::api::{GitlabApi, GitlabError, MergeRequest, StatusState, UserRef};
 use super::facts::{GatherError, gather};
 use super::publish::{publish_status, reply_to_refused_commands, status_state, upsert_note};
+use crate::clock::Clock;
 use crate::config::JobSettings;
 use crate::event::Delivery;
 use crate::forge::PolicyAt;
 use crate::forge::github::publish::Conclusion;
+use crate::incident::store::Incidents;
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::policy::model::POLICY_PATH;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
 use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
+use crate::schedule::Schedule;
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
 /// A merge request to (re-)evaluate.
@@ -38,13 +40,36 @@ pub struct Job {
     pub reset_first: bool,
     /// The delivery that asked for it (recorded in the ledger).
     pub delivery: Option<String>,
+    /// What to do (a merge request to evaluate unless it says otherwise).
+    #[serde(default)]
+    pub kind: JobKind,
+}
+
+/// What a job asks for. GitLab numbers issues and merge requests apart, so an issue's job has
+/// its own queue key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum JobKind {
+    /// Evaluate the merge request (or, once merged, act on its bypass and rollback requests).
+    #[default]
+    Change,
+    /// Issue `iid` was closed: if it is a post-incident review, record it done.
+    IssueClosed {
+        /// Who closed it.
+        by: String,
+    },
 }
 
 /// The prefix of GitLab changes' queue keys.
 pub const CHANGE_KEY_PREFIX: &str = "gitlab:";
 
 fn change_key(job: &Job) -> String {
-    format!("{CHANGE_KEY_PREFIX}{}#{}", job.path, job.iid)
+    match job.kind {
+        JobKind::Change => format!("{CHANGE_KEY_PREFIX}{}#{}", job.path, job.iid),
+        JobKind::IssueClosed { .. } => {
+            format!("{CHANGE_KEY_PREFIX}{}#issue-{}", job.path, job.iid)
+        }
+    }
 }
 
 /// How the worker is set up.
@@ -61,15 +86,21 @@ pub struct WorkerOptions {
     pub jobs: JobSettings,
     /// Where queue figures go.
     pub metrics: Metrics,
+    /// What time it is.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Shared state of the GitLab worker.
 pub struct GitlabWorker {
-    api: GitlabApi,
+    pub(super) api: GitlabApi,
     identity: OnceCell<UserRef>,
     check_name: String,
-    default_policy: Option<Arc<crate::policy::Policy>>,
-    audit: Option<Arc<crate::ledger::Audit>>,
+    pub(super) default_policy: Option<Arc<crate::policy::Policy>>,
+    pub(super) audit: Option<Arc<crate::ledger::Audit>>,
+    /// What time it is (bypasses expire and reviews fall due against it).
+    pub(super) clock: Arc<dyn Clock>,
+    /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
+    pub(super) incidents: Option<(Incidents, Schedule)>,
     /// Parsed policies by text (parsing a large policy takes milliseconds).
     policies: Mutex<HashMap<String, PolicyAt>>,
     runner: OnceLock<Arc<Runner>>,
@@ -78,7 +109,13 @@ pub struct GitlabWorker {
 impl GitlabWorker {
     /// Creates the worker and the claim loops that feed it.
     pub fn start(api: GitlabApi, options: WorkerOptions) -> Arc<GitlabWorker> {
+        let incidents = options.audit.as_ref().map(|audit| {
+            let pool = audit.ledger.pool().clone();
+            (Incidents::new(pool.clone()), Schedule::new(pool))
+        });
         let worker = Arc::new(GitlabWorker {
+            clock: options.clock,
+            incidents,
             api,
             identity: OnceCell::new(),
             check_name: options.check_name,
@@ -114,7 +151,7 @@ impl GitlabWorker {
         self.runner().drain(timeout).await
     }
 
-    async fn identity(&self) -> Result<&UserRef, GitlabError> {
+    pub(super) async fn identity(&self) -> Result<&UserRef, GitlabError> {
         self.identity
             .get_or_try_init(|| self.api.current_user())
             .await
@@ -129,19 +166,37 @@ impl GitlabWorker {
             iid: change.number.0,
             reset_first,
             delivery: delivery.id.as_ref().map(|d| d.to_string()),
+            kind: JobKind::Change,
         };
         let own = |login: &str| {
             self.identity
                 .get()
                 .is_some_and(|identity| login.eq_ignore_ascii_case(&identity.username))
         };
-        crate::forge::changes_to_evaluate(&delivery.event, own)
+        let mut jobs: Vec<Job> = crate::forge::changes_to_evaluate(&delivery.event, own)
             .into_iter()
             .map(|(change, reset_first)| job(change, reset_first))
-            .collect()
+            .collect();
+        if let crate::event::Event::IssueClosed(closed) = &delivery.event {
+            jobs.push(Job {
+                project: closed.repo.id,
+                path: closed.repo.name.to_string(),
+                iid: closed.number,
+                reset_first: false,
+                delivery: delivery.id.as_ref().map(|d| d.to_string()),
+                kind: JobKind::IssueClosed {
+                    by: closed.closed_by.login.to_string(),
+                },
+            });
+        }
+        jobs
     }
 
-    async fn enqueue(&self, jobs: Vec<Job>, delivery: Option<&str>) -> Result<(), SinkError> {
+    pub(super) async fn enqueue(
+        &self,
+        jobs: Vec<Job>,
+        delivery: Option<&str>,
+    ) -> Result<(), SinkError> {
         self.runner()
             .queue_jobs(delivery, &jobs, change_key)
             .await
@@ -149,19 +204,25 @@ impl GitlabWorker {
     }
 
     async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
-        let jobs: Vec<Job> = claim.decode();
+        let (jobs, closed): (Vec<Job>, Vec<Job>) = claim
+            .decode::<Job>()
+            .into_iter()
+            .partition(|job| job.kind == JobKind::Change);
+        let failure = |error: GitlabError| Failure {
+            wait_at_least: error.rate_limit_wait(),
+            message: error.to_string(),
+        };
+        if let Some(job) = closed.last()
+            && let JobKind::IssueClosed { by } = &job.kind
+        {
+            self.issue_closed(job, by).await.map_err(failure)?;
+        }
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
         };
         job.reset_first = jobs.iter().any(|j| j.reset_first);
         let span = tracing::info_span!("evaluate", project = %job.path, iid = job.iid);
-        self.process(&job)
-            .instrument(span)
-            .await
-            .map_err(|error| Failure {
-                wait_at_least: error.rate_limit_wait(),
-                message: error.to_string(),
-            })
+        self.process(&job).instrument(span).await.map_err(failure)
     }
 
     /// Evaluates one merge request and publishes the result. Whatever fails, the head is left
@@ -169,6 +230,9 @@ impl GitlabWorker {
     pub async fn process(&self, job: &Job) -> Result<(), GitlabError> {
         let bot = self.identity().await?.clone();
         let mr = self.api.merge_request(job.project, job.iid).await?;
+        if mr.state == "merged" {
+            return self.after_merge(job, &mr, &bot).await;
+        }
         if mr.state != "opened" {
             return Ok(());
         }
@@ -205,7 +269,11 @@ impl GitlabWorker {
         .await
     }
 
-    async fn policy(&self, project: u64, base_sha: &str) -> Result<PolicyAt, GitlabError> {
+    pub(super) async fn policy(
+        &self,
+        project: u64,
+        base_sha: &str,
+    ) -> Result<PolicyAt, GitlabError> {
         let Some(text) = self.api.raw_file(project, POLICY_PATH, base_sha).await? else {
             return Ok(PolicyAt::Absent);
         };
@@ -237,7 +305,7 @@ impl GitlabWorker {
             base_sha: refs.base_sha.clone(),
             policy_sha: None,
             delivery: job.delivery.clone(),
-            time_ms: Utc::now().timestamp_millis(),
+            time_ms: self.clock.now().timestamp_millis(),
         };
         let policy = match self.policy(job.project, &refs.base_sha).await? {
             PolicyAt::Absent => match &self.default_policy {
@@ -273,30 +341,40 @@ impl GitlabWorker {
             self.status(job, mr, StatusState::Pending, &description)
                 .await?;
         }
-        let mut gathered = match gather(&self.api, job.project, mr, &policy, bot, Utc::now()).await
-        {
-            Ok(gathered) => gathered,
-            Err(GatherError::Api(error)) => return Err(error),
-            Err(GatherError::DiffNotReady) => {
-                return Err(GitlabError::Setup(
-                    "GitLab has not computed the merge request's diff yet".to_owned(),
-                ));
-            }
-            Err(error) => {
-                let description = format!("tollgate could not evaluate this change: {error}");
-                return self
-                    .status(job, mr, StatusState::Failed, &description)
-                    .await;
-            }
-        };
+        let now = self.clock.now();
+        let granted = self.granted_bypass(job, job.iid).await?;
+        let mut gathered =
+            match gather(&self.api, job.project, mr, &policy, bot, now, granted).await {
+                Ok(gathered) => gathered,
+                Err(GatherError::Api(error)) => return Err(error),
+                Err(GatherError::DiffNotReady) => {
+                    return Err(GitlabError::Setup(
+                        "GitLab has not computed the merge request's diff yet".to_owned(),
+                    ));
+                }
+                Err(error) => {
+                    let description = format!("tollgate could not evaluate this change: {error}");
+                    return self
+                        .status(job, mr, StatusState::Failed, &description)
+                        .await;
+                }
+            };
         if let Some(audit) = &self.audit {
             audit
                 .pin_command_heads(&job.path, job.iid, &mut gathered.facts.comments)
                 .await
                 .map_err(ledger_error)?;
         }
+        if policy
+            .emergency
+            .as_ref()
+            .is_some_and(|e| e.overdue_review_blocks_bypass)
+        {
+            gathered.facts.overdue_reviews = self.overdue_reviews(job, now).await?;
+        }
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);
+        self.schedule_bypass_expiry(job, &decision).await?;
         // Recorded before anything is published: no result without its signed record.
         let records = match &self.audit {
             Some(audit) => audit
@@ -358,7 +436,7 @@ fn head_of(mr: &MergeRequest) -> Option<&str> {
         .or(mr.sha.as_deref())
 }
 
-fn ledger_error(error: crate::ledger::store::StoreError) -> GitlabError {
+pub(super) fn ledger_error(error: crate::ledger::store::StoreError) -> GitlabError {
     GitlabError::Setup(format!("the audit ledger: {error}"))
 }
 
@@ -375,7 +453,11 @@ impl Evaluator for GitlabWorker {
         _failing_for: std::time::Duration,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let Some(job) = claim.decode::<Job>().pop() else {
+            let Some(job) = claim
+                .decode::<Job>()
+                .into_iter()
+                .rfind(|job| job.kind == JobKind::Change)
+            else {
                 return;
             };
             let Ok(mr) = self.api.merge_request(job.project, job.iid).await else {

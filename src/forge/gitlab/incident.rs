@@ -1,0 +1,432 @@
+//! Incidents on GitLab: the [`Tracker`] that opens review issues, reminds, labels, and opens
+//! reverts with the commit revert API, and the worker's entry points into the forge-neutral
+//! steps of [`crate::incident::flow`]. No line tollgate writes starts with `/` (GitLab would run
+//! it as a quick action): the texts come from [`crate::incident`], which keeps to that.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::api::{GitlabApi, GitlabError, MergeRequest, UserRef};
+use super::facts::{GatherError, gather};
+use super::publish::reply_to_refused_commands;
+use super::worker::{GitlabWorker, Job, JobKind, ledger_error};
+use crate::forge::PolicyAt;
+use crate::incident::flow::{self, IssueNow, Merged, Revert, Stores, Tracker};
+use crate::incident::{self, DeadlinePayload, Reviewers};
+use crate::ledger::decide::Context;
+use crate::policy::Decision;
+use crate::policy::commands::Rollback;
+use crate::policy::facts::{Comment, OverdueReview};
+use crate::queue::runner::BoxFuture;
+use crate::schedule::Due;
+use crate::scheduler::DeadlineHandler;
+
+/// The forge's name in the incident store, the ledger and deadline kinds.
+const FORGE: &str = "gitlab";
+
+fn store_error(what: &str, message: String) -> GitlabError {
+    GitlabError::Setup(format!("{what}: {message}"))
+}
+
+/// One project on GitLab, as the incident steps see it.
+struct GitlabTracker<'a> {
+    worker: &'a GitlabWorker,
+    project: u64,
+    path: &'a str,
+    bot: UserRef,
+    /// The merged merge request being acted on (to revert it).
+    merged: Option<&'a MergeRequest>,
+}
+
+impl GitlabTracker<'_> {
+    fn api(&self) -> &GitlabApi {
+        &self.worker.api
+    }
+}
+
+impl Tracker for GitlabTracker<'_> {
+    type Error = GitlabError;
+
+    fn forge(&self) -> &'static str {
+        FORGE
+    }
+
+    fn repo(&self) -> &str {
+        self.path
+    }
+
+    fn via(&self) -> Option<u64> {
+        Some(self.project)
+    }
+
+    fn change_ref(&self, number: u64) -> String {
+        format!("!{number}")
+    }
+
+    fn store_error(&self, what: &str, error: String) -> GitlabError {
+        store_error(what, error)
+    }
+
+    async fn open_issue(
+        &self,
+        title: &str,
+        body: &str,
+        labels: &[&str],
+        _reviewers: &Reviewers,
+    ) -> Result<(u64, String), GitlabError> {
+        // The reviewers are @mentioned in the body (GitLab notifies them); assigning needs user
+        // ids, and GitLab Free takes one assignee only.
+        let issue = self
+            .api()
+            .create_issue(self.project, title, body, labels)
+            .await?;
+        Ok((issue.iid, issue.web_url))
+    }
+
+    async fn find_issue(&self, title: &str) -> Result<Option<(u64, String)>, GitlabError> {
+        let issues = self
+            .api()
+            .issues_labelled(self.project, incident::REVIEW_LABEL, self.bot.id)
+            .await?;
+        Ok(issues
+            .into_iter()
+            .find(|issue| issue.title == title)
+            .map(|issue| (issue.iid, issue.web_url)))
+    }
+
+    async fn issue(&self, number: u64) -> Result<IssueNow, GitlabError> {
+        let issue = self.api().issue(self.project, number).await?;
+        let notes = self.api().issue_notes(self.project, number).await?;
+        let reminded = notes
+            .iter()
+            .any(|n| n.author.id == self.bot.id && n.body.contains(incident::REMINDER_MARKER));
+        Ok(IssueNow {
+            closed: issue.state == "closed",
+            body: issue.description.unwrap_or_default(),
+            assignees: issue.assignees.into_iter().map(|a| a.username).collect(),
+            closed_by: issue.closed_by.map(|u| u.username),
+            reminded,
+        })
+    }
+
+    async fn comment_on_issue(&self, number: u64, body: &str) -> Result<(), GitlabError> {
+        self.api()
+            .create_issue_note(self.project, number, body)
+            .await
+            .map(drop)
+    }
+
+    async fn label(&self, number: u64, labels: &[&str]) -> Result<(), GitlabError> {
+        self.api()
+            .add_labels(self.project, "issues", number, labels)
+            .await
+    }
+
+    async fn heads(&self, change: u64) -> Result<(String, String), GitlabError> {
+        let mr = self.api().merge_request(self.project, change).await?;
+        let (head, base) = match &mr.diff_refs {
+            Some(refs) => (refs.head_sha.clone(), refs.base_sha.clone()),
+            None => (mr.sha.clone().unwrap_or_default(), String::new()),
+        };
+        Ok((head, base))
+    }
+
+    async fn open_revert(
+        &self,
+        change: u64,
+        title: &str,
+        body: &str,
+        rollback: &Rollback,
+    ) -> Result<Revert, GitlabError> {
+        let mr = self
+            .merged
+            .filter(|mr| mr.iid == change)
+            .ok_or_else(|| store_error("a rollback", format!("!{change} is not at hand")))?;
+        // The commit the merge put on the target branch: its merge commit, or its squashed
+        // commit; a fast-forward merge of several commits has neither and cannot be reverted
+        // as one.
+        let sha = mr
+            .merge_commit_sha
+            .clone()
+            .or_else(|| mr.squash_commit_sha.clone())
+            .ok_or_else(|| {
+                GitlabError::Setup(format!(
+                    "!{change} was merged without a merge or squash commit (fast-forward); revert its commits by hand"
+                ))
+            })?;
+        let api = self.api();
+        let branch = format!(
+            "tollgate/revert-{}-{}",
+            mr.iid,
+            rollback.at.timestamp_millis()
+        );
+        api.create_branch(self.project, &branch, &mr.target_branch)
+            .await?;
+        let commit = api.revert_commit(self.project, &sha, &branch).await?;
+        let labels = [incident::EMERGENCY_LABEL, rollback.ticket.as_str()];
+        let created = api
+            .create_merge_request(
+                self.project,
+                &branch,
+                &mr.target_branch,
+                title,
+                body,
+                &labels,
+            )
+            .await?;
+        Ok(Revert {
+            number: created.iid,
+            head: commit.id,
+            url: Some(created.web_url),
+        })
+    }
+
+    async fn comment_on_change(&self, change: u64, body: &str) -> Result<(), GitlabError> {
+        self.api()
+            .create_note(self.project, change, body)
+            .await
+            .map(drop)
+    }
+
+    async fn evaluate_later(&self, change: u64) {
+        let job = Job {
+            project: self.project,
+            path: self.path.to_owned(),
+            iid: change,
+            reset_first: false,
+            delivery: None,
+            kind: JobKind::Change,
+        };
+        if let Err(error) = self.worker.enqueue(vec![job], None).await {
+            // GitLab's merge request hook for the new merge request queues it too.
+            tracing::warn!(%error, "cannot queue the revert's evaluation");
+        }
+    }
+}
+
+impl GitlabWorker {
+    fn stores(&self) -> Option<Stores<'_>> {
+        let audit = self.audit.as_deref()?;
+        let (incidents, schedule) = self.incidents.as_ref()?;
+        Some(Stores {
+            audit,
+            incidents,
+            schedule,
+        })
+    }
+
+    async fn tracker<'a>(
+        &'a self,
+        project: u64,
+        path: &'a str,
+        merged: Option<&'a MergeRequest>,
+    ) -> Result<GitlabTracker<'a>, GitlabError> {
+        Ok(GitlabTracker {
+            worker: self,
+            project,
+            path,
+            bot: self.identity().await?.clone(),
+            merged,
+        })
+    }
+
+    /// The bypass a rollback holds for its revert merge request, if it is one.
+    pub(super) async fn granted_bypass(
+        &self,
+        job: &Job,
+        iid: u64,
+    ) -> Result<Option<Comment>, GitlabError> {
+        let Some(stores) = self.stores() else {
+            return Ok(None);
+        };
+        flow::granted_bypass(stores.incidents, FORGE, &job.path, iid)
+            .await
+            .map_err(|e| store_error("the incident store", e.to_string()))
+    }
+
+    /// The project's post-incident reviews overdue at `at`.
+    pub(super) async fn overdue_reviews(
+        &self,
+        job: &Job,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<OverdueReview>, GitlabError> {
+        let Some(stores) = self.stores() else {
+            return Ok(Vec::new());
+        };
+        flow::overdue_reviews(stores.incidents, FORGE, &job.path, at)
+            .await
+            .map_err(|e| store_error("the incident store", e.to_string()))
+    }
+
+    /// A bypassed merge request is evaluated again when its bypass expires.
+    pub(super) async fn schedule_bypass_expiry(
+        &self,
+        job: &Job,
+        decision: &Decision,
+    ) -> Result<(), GitlabError> {
+        let Some(stores) = self.stores() else {
+            return Ok(());
+        };
+        flow::schedule_bypass_expiry(
+            stores.schedule,
+            FORGE,
+            &job.path,
+            job.iid,
+            Some(job.project),
+            decision,
+        )
+        .await
+        .map_err(|e| store_error("the schedule", e.to_string()))
+    }
+
+    /// A merged merge request: its review if a bypass carried it, the rollbacks asked since.
+    pub(super) async fn after_merge(
+        &self,
+        job: &Job,
+        mr: &MergeRequest,
+        bot: &UserRef,
+    ) -> Result<(), GitlabError> {
+        let Some(stores) = self.stores() else {
+            return Ok(());
+        };
+        let Some(refs) = &mr.diff_refs else {
+            return Ok(());
+        };
+        let (policy, policy_sha) = match self.policy(job.project, &refs.base_sha).await? {
+            PolicyAt::Valid(policy, sha) => (policy, Some(sha)),
+            PolicyAt::Absent => match &self.default_policy {
+                Some(policy) => (Arc::clone(policy), None),
+                None => return Ok(()),
+            },
+            PolicyAt::Invalid(..) => return Ok(()),
+        };
+        if !policy.governed_branches.matches(&mr.target_branch) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let merged_at = mr.merged_at.unwrap_or(now);
+        let granted = self.granted_bypass(job, job.iid).await?;
+        let mut gathered =
+            match gather(&self.api, job.project, mr, &policy, bot, now, granted).await {
+                Ok(gathered) => gathered,
+                Err(GatherError::Api(error)) => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot judge the merged change");
+                    return Ok(());
+                }
+            };
+        stores
+            .audit
+            .pin_command_heads(&job.path, job.iid, &mut gathered.facts.comments)
+            .await
+            .map_err(ledger_error)?;
+        let context = Context {
+            forge: FORGE.to_owned(),
+            repo: job.path.clone(),
+            number: job.iid,
+            head_sha: refs.head_sha.clone(),
+            base_sha: refs.base_sha.clone(),
+            policy_sha,
+            delivery: job.delivery.clone(),
+            time_ms: now.timestamp_millis(),
+        };
+        let merged = Merged {
+            number: job.iid,
+            title: mr.title.clone(),
+            url: Some(mr.web_url.clone()),
+            merged_at,
+            merged_by: mr
+                .merge_user
+                .as_ref()
+                .or(mr.merged_by.as_ref())
+                .map(|u| u.username.clone()),
+        };
+        let blocks = policy
+            .emergency
+            .as_ref()
+            .is_some_and(|e| e.overdue_review_blocks_bypass);
+        let (overdue_then, overdue_now) = if blocks {
+            (
+                self.overdue_reviews(job, merged_at).await?,
+                self.overdue_reviews(job, now).await?,
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let tracker = self.tracker(job.project, &job.path, Some(mr)).await?;
+        let refused = flow::after_merge(
+            &tracker,
+            stores,
+            &policy,
+            gathered.facts,
+            &merged,
+            &context,
+            overdue_then,
+            overdue_now,
+        )
+        .await?;
+        reply_to_refused_commands(
+            &self.api,
+            job.project,
+            job.iid,
+            bot,
+            &refused,
+            &gathered.notes,
+        )
+        .await
+    }
+
+    /// An issue was closed: if it is a post-incident review, the review is recorded done.
+    pub(super) async fn issue_closed(&self, job: &Job, by: &str) -> Result<(), GitlabError> {
+        let Some(stores) = self.stores() else {
+            return Ok(());
+        };
+        let tracker = self.tracker(job.project, &job.path, None).await?;
+        flow::issue_closed(&tracker, stores, job.iid, by, self.clock.now()).await
+    }
+}
+
+impl DeadlineHandler for GitlabWorker {
+    fn handle<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let payload: DeadlinePayload =
+                serde_json::from_str(&due.payload).map_err(|e| e.to_string())?;
+            let Some(project) = payload.via else {
+                return Err(format!("deadline {} names no project", due.key));
+            };
+            let kind = due
+                .kind
+                .strip_prefix(&format!("{FORGE}:"))
+                .unwrap_or_default();
+            match (kind, payload.issue, self.stores()) {
+                (incident::REVIEW_DUE, Some(issue), Some(stores)) => {
+                    let tracker = self
+                        .tracker(project, &payload.repo, None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    flow::review_due(&tracker, stores, issue, self.clock.now())
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                (incident::BYPASS_EXPIRY, _, _) => {
+                    let job = Job {
+                        project,
+                        path: payload.repo,
+                        iid: payload.change,
+                        reset_first: false,
+                        delivery: None,
+                        kind: JobKind::Change,
+                    };
+                    self.enqueue(vec![job], None)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                (other, _, _) => {
+                    tracing::warn!(kind = other, "a deadline tollgate cannot act on is dropped");
+                    Ok(())
+                }
+            }
+        })
+    }
+}
