@@ -1304,3 +1304,770 @@ async fn form_encoded_writes_are_accepted() {
         "query parameters count too"
     );
 }
+
+// --- issues ------------------------------------------------------------------------------------
+
+fn issues_path() -> String {
+    format!("/projects/{ENCODED}/issues")
+}
+
+#[tokio::test]
+async fn issues_are_opened_read_and_labelled() {
+    let (fake, bot) = bot_fake().await;
+    sample_mr(&fake);
+    let alice = fake.add_user("alice");
+    let created = bot
+        .post(
+            &issues_path(),
+            json!({
+                "title": "Post-incident review: !7",
+                "description": "What happened",
+                "labels": "post-incident-review,incident",
+                "assignee_ids": [alice, 999_999],
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let issue = &created.body;
+    assert_eq!(issue["iid"], 1, "issue iids count apart from !7");
+    assert_eq!(issue["project_id"], fake.project_id(PROJECT));
+    assert_eq!(issue["state"], "opened");
+    assert_eq!(issue["labels"], json!(["incident", "post-incident-review"]));
+    assert_eq!(column(&issue["assignees"], "/username"), [json!("alice")]);
+    assert_eq!(issue["assignee"]["username"], "alice");
+    assert_eq!(issue["author"]["username"], BOT);
+    assert_eq!(
+        (&issue["closed_at"], &issue["closed_by"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(issue["created_at"], issue["updated_at"]);
+    assert_eq!(
+        issue["web_url"],
+        format!("{}/{PROJECT}/-/issues/1", fake.url())
+    );
+    assert_eq!(issue["references"]["full"], format!("{PROJECT}#1"));
+    let one = format!("{}/1", issues_path());
+    assert_eq!(bot.get(&one).await.body, *issue, "GET answers the same");
+
+    let second = bot
+        .post(&issues_path(), json!({ "title": "Another" }))
+        .await;
+    assert_eq!(
+        (&second.body["iid"], &second.body["description"]),
+        (&json!(2), &Value::Null)
+    );
+    assert!(
+        second.body["id"].as_u64() > issue["id"].as_u64(),
+        "ids are global"
+    );
+
+    let relabelled = bot
+        .put(
+            &one,
+            json!({ "add_labels": "rollback", "remove_labels": "incident", "title": "Review !7" }),
+        )
+        .await;
+    assert_eq!(relabelled.status, 200, "{}", relabelled.text);
+    assert_eq!(
+        relabelled.body["labels"],
+        json!(["post-incident-review", "rollback"])
+    );
+    assert_eq!(relabelled.body["title"], "Review !7");
+    let replaced = bot.put(&one, json!({ "labels": ["b", "a", "b"] })).await;
+    assert_eq!(replaced.body["labels"], json!(["a", "b"]));
+    let described = bot.put(&one, json!({ "description": "Root cause" })).await;
+    assert_eq!(described.body["description"], "Root cause");
+    assert!(time(&described.body["updated_at"]) > time(&issue["updated_at"]));
+
+    let untitled = bot
+        .post(&issues_path(), json!({ "description": "x" }))
+        .await;
+    assert_eq!(
+        (untitled.status, untitled.body),
+        (400, json!({ "error": "title is missing" }))
+    );
+    let blank = bot.post(&issues_path(), json!({ "title": " " })).await;
+    assert_eq!(
+        (blank.status, blank.body),
+        (400, json!({ "message": { "title": ["can't be blank"] } }))
+    );
+    let cleared = bot.put(&one, json!({ "title": "" })).await;
+    assert_eq!(
+        cleared.body,
+        json!({ "message": { "title": ["can't be blank"] } })
+    );
+    let missing = bot.get(&format!("{}/9", issues_path())).await;
+    assert_eq!(
+        (missing.status, missing.body),
+        (404, json!({ "message": "404 Not found" }))
+    );
+    let listed = bot
+        .get(&format!("{}?labels=a,b&state=opened", issues_path()))
+        .await;
+    assert_eq!(column(&listed.body, "/iid"), [json!(1)]);
+    let by_author = bot
+        .get(&format!(
+            "{}?author_id={}&state=all",
+            issues_path(),
+            fake.user_id(BOT)
+        ))
+        .await;
+    assert_eq!(column(&by_author.body, "/iid"), [json!(2), json!(1)]);
+
+    let views = fake.issues(PROJECT);
+    assert_eq!(views.len(), 2);
+    assert_eq!(
+        (
+            views[0].iid,
+            views[0].title.as_str(),
+            views[0].description.as_str(),
+            views[0].state.as_str()
+        ),
+        (1, "Review !7", "Root cause", "opened")
+    );
+    assert_eq!(views[0].labels, ["a", "b"]);
+    assert_eq!(views[0].assignees, ["alice"]);
+    assert_eq!(views[0].author, BOT);
+    assert_eq!(views[1].description, "", "none is empty in the view");
+    assert_eq!(fake.open_issue(PROJECT, "carol", "By hand", &["x"]), 3);
+}
+
+#[tokio::test]
+async fn issues_close_reopen_and_take_notes() {
+    let (fake, bot) = bot_fake().await;
+    sample_mr(&fake);
+    let created = bot
+        .send(
+            bot.request(Method::POST, &issues_path())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("title=From+a+form&labels=a%2Cb"),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["labels"], json!(["a", "b"]));
+    let one = format!("{}/1", issues_path());
+
+    let closed = bot.put(&one, json!({ "state_event": "close" })).await;
+    assert_eq!(closed.status, 200, "{}", closed.text);
+    assert_eq!(closed.body["state"], "closed");
+    assert_eq!(closed.body["closed_by"]["username"], BOT);
+    assert!(closed.body["closed_at"].is_string());
+    let reopened = bot.put(&one, json!({ "state_event": "reopen" })).await;
+    assert_eq!(
+        (&reopened.body["state"], &reopened.body["closed_by"]),
+        (&json!("opened"), &Value::Null)
+    );
+    fake.close_issue(PROJECT, 1, "carol");
+    let view = &fake.issues(PROJECT)[0];
+    assert_eq!(
+        (view.state.as_str(), view.closed_by.as_deref()),
+        ("closed", Some("carol"))
+    );
+
+    let notes = format!("{one}/notes");
+    let posted = bot.post(&notes, json!({ "body": "Review due" })).await;
+    assert_eq!(posted.status, 201, "{}", posted.text);
+    assert_eq!(
+        (
+            &posted.body["noteable_type"],
+            &posted.body["noteable_iid"],
+            &posted.body["noteable_id"]
+        ),
+        (&json!("Issue"), &json!(1), &created.body["id"])
+    );
+    let reply = fake.add_issue_note(PROJECT, 1, "carol", "Done");
+    let listed = bot.get(&format!("{notes}?sort=asc")).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let bodies = column(&listed.body, "/body");
+    assert_eq!(
+        bodies,
+        [
+            json!("closed"),
+            json!("reopened"),
+            json!("closed"),
+            json!("Review due"),
+            json!("Done")
+        ],
+        "state changes leave system notes"
+    );
+    let id = posted.body["id"].as_u64().unwrap();
+    let edited = bot
+        .put(
+            &format!("{notes}/{id}"),
+            json!({ "body": "Review overdue" }),
+        )
+        .await;
+    assert_eq!(edited.body["body"], "Review overdue");
+    let others = bot
+        .put(&format!("{notes}/{reply}"), json!({ "body": "x" }))
+        .await;
+    assert_eq!(others.status, 403);
+    let seen = fake.issue_notes(PROJECT, 1);
+    assert_eq!(
+        seen.iter()
+            .map(|n| (n.author.as_str(), n.system))
+            .collect::<Vec<_>>(),
+        [
+            (BOT, true),
+            (BOT, true),
+            ("carol", true),
+            (BOT, false),
+            ("carol", false)
+        ]
+    );
+    assert_eq!(seen[3].body, "Review overdue");
+    assert_eq!(
+        bot.get(&format!("{}/9/notes", issues_path())).await.body,
+        json!({ "message": "404 Issue Not Found" })
+    );
+    assert!(
+        fake.notes(PROJECT, 7).is_empty(),
+        "the MR's notes are apart"
+    );
+
+    let stranger = Api::as_user(&fake, "stranger");
+    let refused = stranger.put(&one, json!({ "state_event": "reopen" })).await;
+    assert_eq!(
+        (refused.status, refused.body),
+        (403, json!({ "message": "403 Forbidden" }))
+    );
+    let theirs = stranger
+        .post(&issues_path(), json!({ "title": "Mine" }))
+        .await;
+    assert_eq!(theirs.status, 201, "anyone who sees the project opens one");
+    let own = stranger
+        .put(
+            &format!("{}/2", issues_path()),
+            json!({ "state_event": "close" }),
+        )
+        .await;
+    assert_eq!(own.status, 200, "its author edits it");
+    let bad = bot.put(&one, json!({ "state_event": "shut" })).await;
+    assert_eq!(
+        bad.body,
+        json!({ "error": "state_event does not have a valid value" })
+    );
+    let nothing = bot.put(&one, json!({})).await;
+    assert_eq!(nothing.status, 400);
+    assert!(
+        nothing.body["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("are missing, at least one parameter must be provided")
+    );
+}
+
+// --- branches, merges and reverts --------------------------------------------------------------
+
+fn repo_path(rest: &str) -> String {
+    format!("/projects/{ENCODED}/repository/{rest}")
+}
+
+#[tokio::test]
+async fn branches_are_created_from_a_ref() {
+    let (fake, bot) = bot_fake().await;
+    sample_mr(&fake);
+    let created = bot
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "rollback-7", "ref": "feature" }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let branch = &created.body;
+    assert_eq!(branch["name"], "rollback-7");
+    assert_eq!(branch["commit"]["id"], "c2");
+    assert_eq!(branch["commit"]["parent_ids"], json!(["c1"]));
+    assert_eq!(
+        (&branch["protected"], &branch["merged"], &branch["default"]),
+        (&json!(false), &json!(false), &json!(false))
+    );
+    assert_eq!(branch["can_push"], true);
+    assert_eq!(
+        branch["web_url"],
+        format!("{}/{PROJECT}/-/tree/rollback-7", fake.url())
+    );
+    assert_eq!(
+        fake.branch_tip(PROJECT, "rollback-7").as_deref(),
+        Some("c2")
+    );
+    let by_query = bot
+        .post(
+            &repo_path("branches?branch=from-base&ref=base0000"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(by_query.status, 201, "{}", by_query.text);
+    assert_eq!(
+        bot.get(&repo_path("branches/from-base")).await.body["commit"]["id"],
+        BASE
+    );
+
+    let again = bot
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "rollback-7", "ref": "main" }),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body),
+        (400, json!({ "message": "Branch already exists" }))
+    );
+    let unknown = bot
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "x", "ref": "nope" }),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.body),
+        (400, json!({ "message": "Invalid reference name: nope" }))
+    );
+    let invalid = bot
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "a..b", "ref": "main" }),
+        )
+        .await;
+    assert_eq!(invalid.body, json!({ "message": "Branch name is invalid" }));
+    let missing = bot.post(&repo_path("branches"), json!({})).await;
+    assert_eq!(
+        (missing.status, missing.body),
+        (400, json!({ "error": "branch is missing, ref is missing" }))
+    );
+    fake.add_project_member(PROJECT, "rita", REPORTER);
+    let reporter = Api::as_user(&fake, "rita")
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "r", "ref": "main" }),
+        )
+        .await;
+    assert_eq!(reporter.status, 403);
+}
+
+#[tokio::test]
+async fn merging_makes_a_merge_commit() {
+    let (fake, bot) = bot_fake().await;
+    sample_mr(&fake);
+    let license = CommitSpec::new("", "carol", vec![FileChange::added("LICENSE", "MIT\n")]);
+    let tip = fake.commit_to_branch(PROJECT, "main", license);
+    assert_eq!(
+        fake.branch_tip(PROJECT, "main").as_deref(),
+        Some(tip.as_str())
+    );
+    assert_eq!(tip.len(), 40, "a generated sha");
+    fake.add_project_member(PROJECT, "mia", MAINTAINER);
+    let merge = fake.merge_mr(PROJECT, 7, "mia");
+
+    assert_eq!(fake.branch_tip(PROJECT, "main"), Some(merge.clone()));
+    let mut expected = fake.tree_at(PROJECT, "c2");
+    expected.insert("LICENSE".to_owned(), "MIT\n".to_owned());
+    assert_eq!(
+        fake.tree_at(PROJECT, "main"),
+        expected,
+        "both sides' changes"
+    );
+    let commit = bot.get(&repo_path(&format!("commits/{merge}"))).await.body;
+    assert_eq!(commit["parent_ids"], json!([tip, "c2"]));
+    assert_eq!(commit["title"], "Merge branch 'feature' into 'main'");
+    assert_eq!(
+        commit["message"],
+        format!("Merge branch 'feature' into 'main'\n\nRetrain\n\nSee merge request {PROJECT}!7")
+    );
+    assert_eq!(commit["author_name"], "mia");
+
+    let mr = bot.get(&mr_path(7)).await.body;
+    assert_eq!(mr["state"], "merged");
+    assert_eq!(mr["merge_commit_sha"], merge);
+    assert_eq!(mr["merged_by"]["username"], "mia");
+    assert_eq!(mr["merge_user"]["username"], "mia");
+    assert!(mr["merged_at"].is_string());
+    assert_eq!(
+        (&mr["closed_at"], &mr["closed_by"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(mr["sha"], "c2", "the head stays");
+    let note = fake.notes(PROJECT, 7).pop().unwrap();
+    assert_eq!(
+        (note.body.as_str(), note.author.as_str(), note.system),
+        ("merged", "mia", true)
+    );
+    let views = fake.merge_requests(PROJECT);
+    assert_eq!(views[0].state, "merged");
+    assert_eq!(views[0].merge_commit_sha.as_deref(), Some(merge.as_str()));
+    assert_eq!(views[0].labels, ["ml", "sensitive-domain"]);
+    let labelled = bot
+        .put(
+            &mr_path(7),
+            json!({ "add_labels": "rolled-back", "state_event": "close" }),
+        )
+        .await;
+    assert_eq!(labelled.status, 200, "{}", labelled.text);
+    assert_eq!(
+        labelled.body["labels"],
+        json!(["ml", "rolled-back", "sensitive-domain"])
+    );
+    assert_eq!(
+        labelled.body["state"], "merged",
+        "a merged one stays merged"
+    );
+    let feature = bot.get(&repo_path("branches/feature")).await.body;
+    assert_eq!(feature["merged"], true, "in main's history now");
+    let statuses = bot
+        .post(
+            &format!("/projects/{ENCODED}/statuses/c1?state=success"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(statuses.body["ref"], "feature", "c1 is on both branches");
+}
+
+/// `sample_mr` merged by mia after main moved on (LICENSE); returns (main's tree before the
+/// merge, the merge commit).
+fn merged_sample(fake: &FakeGitLab) -> (std::collections::BTreeMap<String, String>, String) {
+    sample_mr(fake);
+    let license = CommitSpec::new("m1", "carol", vec![FileChange::added("LICENSE", "MIT\n")]);
+    fake.commit_to_branch(PROJECT, "main", license);
+    let before = fake.tree_at(PROJECT, "main");
+    (before, fake.merge_mr(PROJECT, 7, "mia"))
+}
+
+async fn revert(api: &Api, sha: &str, branch: &str) -> Answer {
+    api.post(
+        &repo_path(&format!("commits/{sha}/revert")),
+        json!({ "branch": branch }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn reverting_a_merge_restores_the_tree_before_it() {
+    let (fake, bot) = bot_fake().await;
+    let (before, merge) = merged_sample(&fake);
+    let branch = bot
+        .post(
+            &repo_path("branches"),
+            json!({ "branch": "revert-7", "ref": "main" }),
+        )
+        .await;
+    assert_eq!(branch.status, 201, "{}", branch.text);
+
+    let reverted = revert(&bot, &merge, "revert-7").await;
+    assert_eq!(reverted.status, 201, "{}", reverted.text);
+    let commit = &reverted.body;
+    let sha = commit["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        commit["title"],
+        "Revert \"Merge branch 'feature' into 'main'\""
+    );
+    assert_eq!(
+        commit["message"],
+        "Revert \"Merge branch 'feature' into 'main'\"\n\nThis reverts merge request !7"
+    );
+    assert_eq!(commit["parent_ids"], json!([merge]));
+    assert_eq!(
+        (&commit["author_name"], &commit["committer_email"]),
+        (&json!(BOT), &json!(format!("{BOT}@example.com")))
+    );
+    assert_eq!(commit["short_id"], sha[..8]);
+    assert_eq!(fake.branch_tip(PROJECT, "revert-7"), Some(sha.clone()));
+    assert_eq!(
+        fake.tree_at(PROJECT, "revert-7"),
+        before,
+        "as before the merge"
+    );
+    assert_eq!(
+        fake.branch_tip(PROJECT, "main"),
+        Some(merge.clone()),
+        "main stays"
+    );
+
+    let twice = revert(&bot, &merge, "revert-7").await;
+    assert_eq!(twice.status, 400);
+    assert_eq!(twice.body["error_code"], "empty", "nothing left to revert");
+    assert!(
+        twice.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sorry, we cannot revert this commit automatically.")
+    );
+    let plain = revert(&bot, "c1", "revert-7").await;
+    assert_eq!(plain.status, 400, "c1's changes are gone already");
+
+    let unknown = revert(&bot, "0123456789abcdef", "revert-7").await;
+    assert_eq!(
+        (unknown.status, unknown.body),
+        (404, json!({ "message": "404 Commit Not Found" }))
+    );
+    let no_branch = revert(&bot, &merge, "nope").await;
+    assert_eq!(
+        (no_branch.status, no_branch.body),
+        (404, json!({ "message": "404 Branch Not Found" }))
+    );
+    let no_param = bot
+        .post(&repo_path(&format!("commits/{merge}/revert")), json!({}))
+        .await;
+    assert_eq!(no_param.body, json!({ "error": "branch is missing" }));
+    let protected = revert(&bot, &merge, "main").await;
+    assert_eq!(protected.status, 403, "main is protected from developers");
+}
+
+#[tokio::test]
+async fn a_revert_that_does_not_apply_is_a_conflict() {
+    let (fake, bot) = bot_fake().await;
+    let (_, merge) = merged_sample(&fake);
+    let later = CommitSpec::new(
+        "m2",
+        "carol",
+        vec![FileChange::modified(
+            "eval/metrics.json",
+            "{\n\"auc\": 0.97\n}\n",
+        )],
+    );
+    fake.commit_to_branch(PROJECT, "main", later);
+    fake.set_branch(PROJECT, "revert-7", "m2");
+    let refused = revert(&bot, &merge, "revert-7").await;
+    assert_eq!(
+        (refused.status, refused.body),
+        (
+            400,
+            json!({
+                "message": "Sorry, we cannot revert this commit automatically. This commit may already have been reverted, or a more recent commit may have updated some of its content.",
+                "error_code": "conflict",
+            })
+        )
+    );
+    assert_eq!(fake.branch_tip(PROJECT, "revert-7").as_deref(), Some("m2"));
+
+    // A later commit that leaves the merge's files alone does not stand in the way.
+    let unrelated = CommitSpec::new("m3", "carol", vec![FileChange::added("NOTICE", "n\n")]);
+    fake.commit_to_branch(PROJECT, "feature", unrelated);
+    fake.set_branch(PROJECT, "revert-c2", "m3");
+    let c2 = revert(&bot, "c2", "revert-c2").await;
+    assert_eq!(c2.status, 201, "{}", c2.text);
+    assert_eq!(
+        c2.body["message"],
+        "Revert \"Commit c2\"\n\nThis reverts commit c2"
+    );
+    let tree = fake.tree_at(PROJECT, "revert-c2");
+    assert_eq!(tree.get("README.md").map(String::as_str), Some("hello\n"));
+    assert!(tree.contains_key("models/old.onnx") && !tree.contains_key("models/renamed.onnx"));
+    assert!(tree.contains_key("NOTICE"));
+}
+
+/// The (old path, new path, new, renamed, deleted) of each file of a diff list.
+fn shapes(diffs: &Value) -> Vec<(String, String, bool, bool, bool)> {
+    let mut shapes: Vec<_> = diffs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let text = |k: &str| d[k].as_str().unwrap().to_owned();
+            let flag = |k: &str| d[k].as_bool().unwrap();
+            (
+                text("old_path"),
+                text("new_path"),
+                flag("new_file"),
+                flag("renamed_file"),
+                flag("deleted_file"),
+            )
+        })
+        .collect();
+    shapes.sort();
+    shapes
+}
+
+#[tokio::test]
+async fn a_merge_request_from_the_revert_branch_undoes_the_original() {
+    let (fake, bot) = bot_fake().await;
+    let (before, merge) = merged_sample(&fake);
+    bot.post(
+        &repo_path("branches"),
+        json!({ "branch": "revert-7", "ref": "main" }),
+    )
+    .await;
+    let sha = revert(&bot, &merge, "revert-7").await.body["id"].clone();
+    let opened_at = fake.now();
+    let mrs = format!("/projects/{ENCODED}/merge_requests");
+    let created = bot
+        .post(
+            &mrs,
+            json!({
+                "source_branch": "revert-7",
+                "target_branch": "main",
+                "title": "Revert !7",
+                "description": "Rollback of !7",
+                "labels": "rollback,incident",
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let mr = &created.body;
+    assert_eq!(mr["iid"], 8, "the next merge request iid");
+    assert_eq!(
+        (&mr["state"], &mr["author"]["username"], &mr["sha"]),
+        (&json!("opened"), &json!(BOT), &sha)
+    );
+    assert_eq!(mr["labels"], json!(["incident", "rollback"]));
+    assert_eq!(mr["description"], "Rollback of !7");
+    assert_eq!(
+        mr["diff_refs"],
+        json!({ "base_sha": merge, "head_sha": sha, "start_sha": merge })
+    );
+    assert_eq!(mr["merge_commit_sha"], Value::Null);
+    assert_eq!(
+        mr["web_url"],
+        format!("{}/{PROJECT}/-/merge_requests/8", fake.url())
+    );
+    assert_eq!(bot.get(&mr_path(8)).await.body, *mr);
+
+    let original = shapes(&bot.get(&format!("{}/diffs", mr_path(7))).await.body);
+    let undo = bot.get(&format!("{}/diffs", mr_path(8))).await.body;
+    let mut reversed: Vec<_> = original
+        .into_iter()
+        .map(|(old, new, added, renamed, deleted)| (new, old, deleted, renamed, added))
+        .collect();
+    reversed.sort();
+    assert_eq!(shapes(&undo), reversed);
+    let metrics = undo
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["new_path"] == "eval/metrics.json")
+        .unwrap();
+    assert_eq!(
+        metrics["diff"],
+        "@@ -1,3 +1,3 @@\n {\n-\"auc\": 0.95\n+\"auc\": 0.91\n }\n"
+    );
+    let changes = bot.get(&format!("{}/changes", mr_path(8))).await.body;
+    assert_eq!(changes["changes"].as_array().unwrap().len(), 4);
+    let commits = bot.get(&format!("{}/commits", mr_path(8))).await.body;
+    assert_eq!(column(&commits, "/id"), [sha]);
+    assert_eq!(commits[0]["author_name"], BOT);
+    let versions = fake.versions(PROJECT, 8);
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].created_at, opened_at, "dated at the opening");
+    let note = bot
+        .post(&format!("{}/notes", mr_path(8)), json!({ "body": "hi" }))
+        .await;
+    assert_eq!(note.status, 201, "{}", note.text);
+    fake.add_project_member(PROJECT, "mia", MAINTAINER);
+    let approved = Api::as_user(&fake, "mia")
+        .post(&format!("{}/approve", mr_path(8)), json!({}))
+        .await;
+    assert_eq!(approved.status, 201, "{}", approved.text);
+
+    let again = bot
+        .post(
+            &mrs,
+            json!({ "source_branch": "revert-7", "target_branch": "main", "title": "Again" }),
+        )
+        .await;
+    assert_eq!(
+        (again.status, again.body),
+        (
+            409,
+            json!({ "message": ["Another open merge request already exists for this source branch: !8"] })
+        )
+    );
+    let same = bot
+        .post(
+            &mrs,
+            json!({ "source_branch": "main", "target_branch": "main", "title": "x" }),
+        )
+        .await;
+    assert_eq!(
+        (same.status, same.body),
+        (
+            422,
+            json!({ "message": ["You can't use same project/branch for source and target"] })
+        )
+    );
+    let missing = bot
+        .post(
+            &mrs,
+            json!({ "source_branch": "nope", "target_branch": "main", "title": "x" }),
+        )
+        .await;
+    assert_eq!(
+        (missing.status, missing.body),
+        (
+            422,
+            json!({ "message": ["Source branch \"nope\" does not exist"] })
+        )
+    );
+    let incomplete = bot.post(&mrs, json!({ "title": "x" })).await;
+    assert_eq!(
+        incomplete.body,
+        json!({ "error": "source_branch is missing, target_branch is missing" })
+    );
+
+    fake.merge_mr(PROJECT, 8, "mia");
+    assert_eq!(
+        fake.tree_at(PROJECT, "main"),
+        before,
+        "the rollback is merged"
+    );
+    let views = fake.merge_requests(PROJECT);
+    assert_eq!(
+        (
+            views[1].iid,
+            views[1].state.as_str(),
+            views[1].author.as_str()
+        ),
+        (8, "merged", BOT)
+    );
+    assert_eq!(views[1].source_branch, "revert-7");
+}
+
+#[tokio::test]
+async fn merge_requests_are_edited_through_the_api() {
+    let (fake, bot) = bot_fake().await;
+    sample_mr(&fake);
+    let edited = bot
+        .put(
+            &mr_path(7),
+            json!({ "remove_labels": "ml", "title": "Retrain v2", "description": "Updated" }),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.text);
+    assert_eq!(
+        (
+            &edited.body["labels"],
+            &edited.body["title"],
+            &edited.body["description"]
+        ),
+        (
+            &json!(["sensitive-domain"]),
+            &json!("Retrain v2"),
+            &json!("Updated")
+        )
+    );
+    let closed = bot
+        .put(&mr_path(7), json!({ "state_event": "close" }))
+        .await;
+    assert_eq!(
+        (&closed.body["state"], &closed.body["closed_by"]["username"]),
+        (&json!("closed"), &json!(BOT))
+    );
+    let reopened = bot
+        .put(&mr_path(7), json!({ "state_event": "reopen" }))
+        .await;
+    assert_eq!(
+        (&reopened.body["state"], &reopened.body["closed_at"]),
+        (&json!("opened"), &Value::Null)
+    );
+    let notes: Vec<String> = fake.notes(PROJECT, 7).into_iter().map(|n| n.body).collect();
+    assert_eq!(notes, ["changed the description", "closed", "reopened"]);
+    let reader = Api::as_user(&fake, "stranger")
+        .put(&mr_path(7), json!({ "add_labels": "x" }))
+        .await;
+    assert_eq!(reader.status, 403, "a non-member is no developer");
+    let nothing = bot.put(&mr_path(7), json!({})).await;
+    assert_eq!(nothing.status, 400);
+    assert_eq!(
+        fake.merge_requests(PROJECT)[0].labels,
+        ["sensitive-domain"],
+        "refusals change nothing"
+    );
+}

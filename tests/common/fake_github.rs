@@ -2653,7 +2653,7 @@ impl State {
             })
             .filter(|(i, _)| creator.is_none_or(|c| c.eq_ignore_ascii_case(&i.author)))
             .collect();
-        all.sort_by(|a, b| b.0.number.cmp(&a.0.number));
+        all.sort_by_key(|(issue, _)| std::cmp::Reverse(issue.number));
         let page = page_of(&self.base_url, ctx.req, all.len());
         let items = all[page.range.clone()]
             .iter()

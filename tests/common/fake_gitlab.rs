@@ -32,7 +32,18 @@
 //!   with GitLab's state-machine error;
 //! - notes: the author or a maintainer (or above) may edit a note, nobody a system note;
 //! - approvals: developers (and the MR author) may approve; approving twice answers 401,
-//!   unapproving without an approval 404; a `sha` other than the head answers 409.
+//!   unapproving without an approval 404; a `sha` other than the head answers 409;
+//! - issues: iids count per project apart from merge requests'; anyone who sees the project
+//!   opens one and comments, its author or a reporter (and above) edits it; labels are sorted;
+//!   unknown assignee ids are dropped; a blank title is a model error
+//!   (`{"message":{"title":["can't be blank"]}}`);
+//! - writes to the repository (branches, reverts, merge requests) need a developer; the
+//!   default branch is protected (maintainers only); a revert is git's: a three-way merge of
+//!   whole files (a path both sides changed differently is a conflict), a merge commit reverted
+//!   against its first parent, `error_code` `empty` when nothing would change, `conflict` on a
+//!   conflict;
+//! - merges make a merge commit (parents: the target's tip, then the head), never a fast
+//!   forward: history is a graph, trees follow first parents.
 
 #![allow(dead_code)] // each test crate uses a different subset
 
@@ -66,6 +77,8 @@ pub const DEFAULT_PER_PAGE: usize = 20;
 pub const MAX_PER_PAGE: usize = 100;
 /// Longest note GitLab accepts, in characters.
 pub const NOTE_MAX_CHARS: usize = 1_000_000;
+/// Longest issue or merge request title GitLab accepts, in characters.
+pub const TITLE_MAX_CHARS: usize = 255;
 
 /// Where the API lives on the instance.
 const API_PREFIX: &str = "/api/v4";
@@ -320,7 +333,7 @@ impl RecordedRequest {
     }
 }
 
-/// A note on a merge request.
+/// A note on a merge request or an issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoteView {
     /// Its id.
@@ -386,6 +399,52 @@ pub struct StatusView {
     pub created_at: DateTime<Utc>,
     /// Every state it took, with when, in order.
     pub history: Vec<(String, DateTime<Utc>)>,
+}
+
+/// An issue, as [`FakeGitLab::issues`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueView {
+    /// Its iid (`#iid`, counted apart from merge requests').
+    pub iid: u64,
+    /// The title.
+    pub title: String,
+    /// The description (empty when it has none).
+    pub description: String,
+    /// `opened` or `closed`.
+    pub state: String,
+    /// Label names, sorted.
+    pub labels: Vec<String>,
+    /// Assignees' usernames.
+    pub assignees: Vec<String>,
+    /// The author's username.
+    pub author: String,
+    /// Who closed it, while it is closed.
+    pub closed_by: Option<String>,
+}
+
+/// A merge request, as [`FakeGitLab::merge_requests`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrView {
+    /// Its iid (`!iid`).
+    pub iid: u64,
+    /// The title (with its `Draft:` prefix, if any).
+    pub title: String,
+    /// The description (empty when it has none).
+    pub description: String,
+    /// `opened`, `closed` or `merged`.
+    pub state: String,
+    /// Label names, sorted.
+    pub labels: Vec<String>,
+    /// The author's username.
+    pub author: String,
+    /// The source branch.
+    pub source_branch: String,
+    /// The target branch.
+    pub target_branch: String,
+    /// The head of the latest diff version.
+    pub sha: String,
+    /// The merge commit, once merged.
+    pub merge_commit_sha: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -641,6 +700,44 @@ impl FakeGitLab {
         state.push(pid, branch, parent, commits, None)
     }
 
+    /// Adds one commit on top of a branch (its `files` change the tip's tree) and moves the
+    /// branch to it, as [`FakeGitLab::push_branch`] does. An empty `commit.sha` gets a
+    /// generated one, an empty committer is the author. Returns the sha.
+    pub fn commit_to_branch(&self, project: &str, branch: &str, mut commit: CommitSpec) -> String {
+        let mut state = self.lock();
+        let pid = state.project_by_path(project);
+        let repo = &state.project(pid).repo;
+        let tip = repo
+            .branches
+            .get(branch)
+            .cloned()
+            .unwrap_or_else(|| panic!("no branch {branch} in {project}"));
+        if commit.sha.is_empty() {
+            commit.sha = repo.fresh_sha(&format!("commit {branch} {tip}"));
+        }
+        if commit.committer_name.is_empty() {
+            commit.committer_name.clone_from(&commit.author_name);
+            commit.committer_email.clone_from(&commit.author_email);
+        }
+        state.push(pid, branch, tip, vec![commit], None)
+    }
+
+    /// The commit a branch points at.
+    pub fn branch_tip(&self, project: &str, branch: &str) -> Option<String> {
+        let state = self.lock();
+        let pid = state.project_by_path(project);
+        state.project(pid).repo.branches.get(branch).cloned()
+    }
+
+    /// The files (path → contents) at a commit or branch (panics when there is none).
+    pub fn tree_at(&self, project: &str, sha_or_branch: &str) -> BTreeMap<String, String> {
+        let state = self.lock();
+        let repo = &state.project(state.project_by_path(project)).repo;
+        repo.resolve(sha_or_branch)
+            .and_then(|sha| repo.tree_at(&sha))
+            .unwrap_or_else(|| panic!("no commit or branch {sha_or_branch} in {project}"))
+    }
+
     // --- merge requests ----------------------------------------------------------------------
 
     /// Opens a merge request: its commits are pushed to the source branch (version 1).
@@ -675,7 +772,7 @@ impl FakeGitLab {
             id,
             iid: spec.iid,
             title,
-            description: spec.description,
+            description: Some(spec.description),
             author,
             source_branch: spec.source_branch.clone(),
             target_branch: spec.target_branch,
@@ -685,6 +782,7 @@ impl FakeGitLab {
             updated_at: now,
             merged_at: None,
             merged_by: None,
+            merge_commit_sha: None,
             closed_at: None,
             closed_by: None,
             versions: Vec::new(),
@@ -752,7 +850,7 @@ impl FakeGitLab {
     /// Replaces a merge request's description (GitLab notes "changed the description").
     pub fn set_description(&self, project: &str, iid: u64, description: &str) {
         self.lock().update_mr(project, iid, None, |mr| {
-            mr.description = description.to_owned();
+            mr.description = Some(description.to_owned());
             Some("changed the description".to_owned())
         });
     }
@@ -806,24 +904,51 @@ impl FakeGitLab {
         });
     }
 
-    /// Merges a merge request as `by` (fast-forward: the target branch moves to the head).
-    pub fn merge_mr(&self, project: &str, iid: u64, by: &str) {
+    /// Merges an open merge request as `by`, as GitLab's merge method `merge` does: a merge
+    /// commit by `by` whose parents are the target branch's tip and the head, whose tree is the
+    /// tip's tree with the merge request's changes applied (panics on a conflict); the target
+    /// branch moves to it. The merge request is `merged` by `by` (`merged_by`, `merge_user`,
+    /// `merged_at`, `merge_commit_sha`), with GitLab's "merged" system note. Returns the merge
+    /// commit's sha.
+    pub fn merge_mr(&self, project: &str, iid: u64, by: &str) -> String {
         let mut state = self.lock();
-        let uid = state.user_entry(by);
+        let (pid, uid) = (state.project_by_path(project), state.user_entry(by));
+        let mr = state.project(pid).mr(iid);
+        assert_eq!(mr.state, "opened", "!{iid} is {}", mr.state);
+        let sha = state.merge_commit(pid, iid, uid);
         let now = state.clock;
         state.update_mr(project, iid, Some(uid), |mr| {
             mr.state = "merged";
             mr.merged_at = Some(now);
             mr.merged_by = Some(uid);
+            mr.merge_commit_sha = Some(sha.clone());
             Some("merged".to_owned())
         });
+        sha
+    }
+
+    /// Every merge request of a project (opened by [`FakeGitLab::open_mr`] or through the
+    /// API), by iid.
+    pub fn merge_requests(&self, project: &str) -> Vec<MrView> {
+        let state = self.lock();
         let pid = state.project_by_path(project);
-        let project_state = state.project_mut(pid);
-        let (target, head) = {
-            let mr = project_state.mr(iid);
-            (mr.target_branch.clone(), mr.head().to_owned())
-        };
-        project_state.repo.branches.insert(target, head);
+        state
+            .project(pid)
+            .mrs
+            .values()
+            .map(|mr| MrView {
+                iid: mr.iid,
+                title: mr.title.clone(),
+                description: mr.description.clone().unwrap_or_default(),
+                state: mr.state.to_owned(),
+                labels: sorted_labels(&mr.labels),
+                author: state.username(mr.author),
+                source_branch: mr.source_branch.clone(),
+                target_branch: mr.target_branch.clone(),
+                sha: mr.head().to_owned(),
+                merge_commit_sha: mr.merge_commit_sha.clone(),
+            })
+            .collect()
     }
 
     /// The diff versions of a merge request, oldest first.
@@ -891,7 +1016,7 @@ impl FakeGitLab {
     pub fn add_note(&self, project: &str, iid: u64, author: &str, body: &str) -> u64 {
         let mut state = self.lock();
         let (pid, uid) = (state.project_by_path(project), state.user_entry(author));
-        state.add_note(pid, iid, uid, body, false)
+        state.add_note(pid, Noteable::Mr(iid), uid, body, false)
     }
 
     /// Edits a note (its `updated_at` moves).
@@ -913,20 +1038,65 @@ impl FakeGitLab {
     pub fn notes(&self, project: &str, iid: u64) -> Vec<NoteView> {
         let state = self.lock();
         let pid = state.project_by_path(project);
+        state.note_views(pid, Noteable::Mr(iid))
+    }
+
+    // --- issues ------------------------------------------------------------------------------
+
+    /// Opens an issue by `author` (someone other than the client) and returns its iid.
+    pub fn open_issue(&self, project: &str, author: &str, title: &str, labels: &[&str]) -> u64 {
+        let mut state = self.lock();
+        let (pid, uid) = (state.project_by_path(project), state.user_entry(author));
+        let labels: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        state.add_issue(pid, uid, title, None, sorted_labels(&labels), Vec::new())
+    }
+
+    /// Every issue of a project, by iid.
+    pub fn issues(&self, project: &str) -> Vec<IssueView> {
+        let state = self.lock();
+        let pid = state.project_by_path(project);
         state
             .project(pid)
-            .mr(iid)
-            .notes
-            .iter()
-            .map(|n| NoteView {
-                id: n.id,
-                author: state.username(n.author),
-                body: n.body.clone(),
-                system: n.system,
-                created_at: n.created_at,
-                updated_at: n.updated_at,
+            .issues
+            .values()
+            .map(|issue| IssueView {
+                iid: issue.iid,
+                title: issue.title.clone(),
+                description: issue.description.clone().unwrap_or_default(),
+                state: issue.state.to_owned(),
+                labels: issue.labels.clone(),
+                assignees: issue.assignees.iter().map(|u| state.username(*u)).collect(),
+                author: state.username(issue.author),
+                closed_by: issue.closed_by.map(|u| state.username(u)),
             })
             .collect()
+    }
+
+    /// Closes an open issue as `by` (someone other than the client), with GitLab's "closed"
+    /// system note.
+    pub fn close_issue(&self, project: &str, iid: u64, by: &str) {
+        let mut state = self.lock();
+        let (pid, uid) = (state.project_by_path(project), state.user_entry(by));
+        assert_eq!(
+            state.project(pid).issue(iid).state,
+            "opened",
+            "#{iid} is closed"
+        );
+        state.set_issue_state(pid, iid, uid, "close");
+    }
+
+    /// Adds a note by `author` (someone other than the client) on an issue and returns its id.
+    pub fn add_issue_note(&self, project: &str, iid: u64, author: &str, body: &str) -> u64 {
+        let mut state = self.lock();
+        let (pid, uid) = (state.project_by_path(project), state.user_entry(author));
+        state.add_note(pid, Noteable::Issue(iid), uid, body, false)
+    }
+
+    /// The notes of an issue (system notes included), oldest first.
+    pub fn issue_notes(&self, project: &str, iid: u64) -> Vec<NoteView> {
+        let state = self.lock();
+        let pid = state.project_by_path(project);
+        state.note_views(pid, Noteable::Issue(iid))
     }
 
     // --- commit statuses ---------------------------------------------------------------------
@@ -1115,6 +1285,7 @@ struct Project {
     shared_with: Vec<(u64, u32)>,
     repo: Repo,
     mrs: BTreeMap<u64, MergeRequest>,
+    issues: BTreeMap<u64, Issue>,
     statuses: Vec<StatusRecord>,
     /// (sha, ref) → pipeline id, for external statuses.
     pipelines: Vec<(String, String, u64)>,
@@ -1140,6 +1311,45 @@ impl Project {
             .next()
             .unwrap_or(&self.path_with_namespace)
     }
+
+    fn issue(&self, iid: u64) -> &Issue {
+        self.issues
+            .get(&iid)
+            .unwrap_or_else(|| panic!("no #{iid} in {}", self.path_with_namespace))
+    }
+
+    fn issue_mut(&mut self, iid: u64) -> &mut Issue {
+        let path = self.path_with_namespace.clone();
+        self.issues
+            .get_mut(&iid)
+            .unwrap_or_else(|| panic!("no #{iid} in {path}"))
+    }
+
+    fn has(&self, noteable: Noteable) -> bool {
+        match noteable {
+            Noteable::Mr(iid) => self.mrs.contains_key(&iid),
+            Noteable::Issue(iid) => self.issues.contains_key(&iid),
+        }
+    }
+
+    fn notes(&self, noteable: Noteable) -> &Vec<Note> {
+        match noteable {
+            Noteable::Mr(iid) => &self.mr(iid).notes,
+            Noteable::Issue(iid) => &self.issue(iid).notes,
+        }
+    }
+
+    fn notes_mut(&mut self, noteable: Noteable) -> &mut Vec<Note> {
+        match noteable {
+            Noteable::Mr(iid) => &mut self.mr_mut(iid).notes,
+            Noteable::Issue(iid) => &mut self.issue_mut(iid).notes,
+        }
+    }
+
+    /// The next iid of a merge request (GitLab's `InternalId`: one past the highest).
+    fn next_mr_iid(&self) -> u64 {
+        self.mrs.keys().next_back().map_or(1, |iid| iid + 1)
+    }
 }
 
 /// A file tree: path → contents.
@@ -1154,9 +1364,10 @@ struct Repo {
 }
 
 struct CommitRecord {
-    /// The commit, its dates resolved.
+    /// The commit, its dates resolved; its `files` are its changes from its first parent.
     spec: CommitSpec,
-    parent: String,
+    /// First parent first (two for a merge commit).
+    parents: Vec<String>,
 }
 
 impl CommitRecord {
@@ -1167,13 +1378,18 @@ impl CommitRecord {
     fn committed(&self) -> DateTime<Utc> {
         self.spec.committed_date.unwrap_or_default()
     }
+
+    fn first_parent(&self) -> &str {
+        self.parents.first().map_or("", String::as_str)
+    }
 }
 
 struct MergeRequest {
     id: u64,
     iid: u64,
     title: String,
-    description: String,
+    /// `None`: created through the API without one (GitLab answers `null`).
+    description: Option<String>,
     author: u64,
     source_branch: String,
     target_branch: String,
@@ -1183,6 +1399,7 @@ struct MergeRequest {
     updated_at: DateTime<Utc>,
     merged_at: Option<DateTime<Utc>>,
     merged_by: Option<u64>,
+    merge_commit_sha: Option<String>,
     closed_at: Option<DateTime<Utc>>,
     closed_by: Option<u64>,
     versions: Vec<Version>,
@@ -1201,6 +1418,42 @@ impl MergeRequest {
 
     fn approved_by(&self, user: u64) -> bool {
         self.approvals.iter().any(|a| a.user == user)
+    }
+}
+
+struct Issue {
+    id: u64,
+    iid: u64,
+    title: String,
+    description: Option<String>,
+    author: u64,
+    /// Sorted, without duplicates.
+    labels: Vec<String>,
+    assignees: Vec<u64>,
+    state: &'static str,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    closed_at: Option<DateTime<Utc>>,
+    closed_by: Option<u64>,
+    notes: Vec<Note>,
+}
+
+/// What a note is on.
+#[derive(Clone, Copy)]
+enum Noteable {
+    /// A merge request, by iid.
+    Mr(u64),
+    /// An issue, by iid.
+    Issue(u64),
+}
+
+impl Noteable {
+    /// GitLab's `noteable_type`.
+    fn type_name(self) -> &'static str {
+        match self {
+            Noteable::Mr(_) => "MergeRequest",
+            Noteable::Issue(_) => "Issue",
+        }
     }
 }
 
@@ -1421,6 +1674,7 @@ impl State {
                     seeded: HashMap::new(),
                 },
                 mrs: BTreeMap::new(),
+                issues: BTreeMap::new(),
                 statuses: Vec::new(),
                 pipelines: Vec::new(),
             },
@@ -1536,18 +1790,33 @@ impl State {
         let pushed_at = self.stamp();
         let pusher = self.pusher.take();
         let repo = &mut self.project_mut(project).repo;
-        let mut head = parent.clone();
-        let mut pushed = Vec::new();
+        let mut head = parent;
         for mut spec in commits {
             spec.authored_date.get_or_insert(pushed_at);
             spec.committed_date.get_or_insert(pushed_at);
             if spec.title.is_empty() {
                 spec.title = format!("Commit {}", spec.sha);
             }
-            head = repo.add_commit(spec, head);
-            pushed.push(head.clone());
+            head = repo.add_commit(spec, vec![head]);
         }
-        repo.branches.insert(branch.to_owned(), head.clone());
+        self.move_branch(project, branch, &head, pushed_at, pusher, opening);
+        head
+    }
+
+    /// Points `branch` at `head` (pushed at `pushed_at` by `pusher`, or each merge request's
+    /// author): each open merge request from it gets a diff version and, unless it is
+    /// `opening`, GitLab's "added N commits" system note.
+    fn move_branch(
+        &mut self,
+        project: u64,
+        branch: &str,
+        head: &str,
+        pushed_at: DateTime<Utc>,
+        pusher: Option<u64>,
+        opening: Option<u64>,
+    ) {
+        let repo = &mut self.project_mut(project).repo;
+        repo.branches.insert(branch.to_owned(), head.to_owned());
         let iids: Vec<u64> = self
             .project(project)
             .mrs
@@ -1564,21 +1833,14 @@ impl State {
                 let previous = mr.versions.last().map(|v| v.head.clone());
                 (mr.target_branch.clone(), previous)
             };
-            let start = p.repo.branches.get(&target).cloned().unwrap_or_default();
-            let base = p.repo.merge_base(&start, &head);
+            let version = p.repo.version(&target, head, version_id, pushed_at);
             let reset = p.approval_settings.reset_approvals_on_push;
             let note = previous.filter(|_| Some(iid) != opening).map(|previous| {
-                let new_commits = p.repo.commits_between(&previous, &head);
+                let new_commits = p.repo.commits_between(&previous, head);
                 push_note(p, iid, &new_commits, version_id, &previous)
             });
             let mr = p.mr_mut(iid);
-            mr.versions.push(Version {
-                id: version_id,
-                head: head.clone(),
-                base,
-                start,
-                created_at: pushed_at,
-            });
+            mr.versions.push(version);
             if Some(iid) != opening {
                 mr.updated_at = pushed_at;
                 if reset {
@@ -1597,7 +1859,44 @@ impl State {
                 });
             }
         }
-        head
+    }
+
+    /// Records the merge commit of `!iid` by `user` on its target branch (parents: the
+    /// target's tip, then the head; tree: a three-way merge from their merge base) and moves
+    /// the target branch to it. Returns its sha.
+    fn merge_commit(&mut self, project: u64, iid: u64, user: u64) -> String {
+        let now = self.stamp();
+        let (name, email) = (
+            self.users[&user].name.clone(),
+            self.users[&user].email.clone(),
+        );
+        let p = self.project(project);
+        let mr = p.mr(iid);
+        let (target, head) = (mr.target_branch.clone(), mr.head().to_owned());
+        let repo = &p.repo;
+        let tip = repo.branches.get(&target).cloned().unwrap_or_default();
+        let base = repo.merge_base(&tip, &head);
+        let tree = |sha: &str| repo.tree_at(sha).unwrap_or_default();
+        let ours = tree(&tip);
+        let merged = merge_trees(&tree(&base), &ours, &tree(&head))
+            .unwrap_or_else(|path| panic!("!{iid} conflicts with {target} in {path}"));
+        let renames = repo.renames_between(&base, &head);
+        let mut spec = CommitSpec::new("", "", changes_between(&ours, &merged, &renames))
+            .author(&name, &email)
+            .committer(&name, &email)
+            .dated(now);
+        spec.sha = repo.fresh_sha(&format!("merge {tip} {head}"));
+        spec.title = format!("Merge branch '{}' into '{target}'", mr.source_branch);
+        spec.body = format!(
+            "{}\n\nSee merge request {}!{iid}",
+            mr.title, p.path_with_namespace
+        );
+        let sha = self
+            .project_mut(project)
+            .repo
+            .add_commit(spec, vec![tip, head]);
+        self.move_branch(project, &target, &sha, now, Some(user), None);
+        sha
     }
 
     /// Changes a merge request through `change`, which may return a system note's text (by
@@ -1626,10 +1925,17 @@ impl State {
         }
     }
 
-    fn add_note(&mut self, project: u64, iid: u64, author: u64, body: &str, system: bool) -> u64 {
+    fn add_note(
+        &mut self,
+        project: u64,
+        noteable: Noteable,
+        author: u64,
+        body: &str,
+        system: bool,
+    ) -> u64 {
         let (id, now) = (self.new_id(), self.stamp());
-        let mr = self.project_mut(project).mr_mut(iid);
-        mr.notes.push(Note {
+        let notes = self.project_mut(project).notes_mut(noteable);
+        notes.push(Note {
             id,
             author,
             body: body.to_owned(),
@@ -1640,13 +1946,84 @@ impl State {
         id
     }
 
+    fn note_views(&self, project: u64, noteable: Noteable) -> Vec<NoteView> {
+        self.project(project)
+            .notes(noteable)
+            .iter()
+            .map(|n| NoteView {
+                id: n.id,
+                author: self.username(n.author),
+                body: n.body.clone(),
+                system: n.system,
+                created_at: n.created_at,
+                updated_at: n.updated_at,
+            })
+            .collect()
+    }
+
+    /// Opens issue `#next` and returns its iid.
+    fn add_issue(
+        &mut self,
+        project: u64,
+        author: u64,
+        title: &str,
+        description: Option<String>,
+        labels: Vec<String>,
+        assignees: Vec<u64>,
+    ) -> u64 {
+        let (id, now) = (self.new_id(), self.stamp());
+        let issues = &mut self.project_mut(project).issues;
+        let iid = issues.keys().next_back().map_or(1, |iid| iid + 1);
+        issues.insert(
+            iid,
+            Issue {
+                id,
+                iid,
+                title: title.to_owned(),
+                description,
+                author,
+                labels,
+                assignees,
+                state: "opened",
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+                closed_by: None,
+                notes: Vec::new(),
+            },
+        );
+        iid
+    }
+
+    /// Applies a `state_event` (`close` or `reopen`) to an issue as `user`, with its system
+    /// note; nothing happens when the issue is already in that state.
+    fn set_issue_state(&mut self, project: u64, iid: u64, user: u64, event: &str) {
+        let (to, note) = match event {
+            "close" => ("closed", "closed"),
+            _ => ("opened", "reopened"),
+        };
+        if self.project(project).issue(iid).state == to {
+            return;
+        }
+        let now = self.clock;
+        let issue = self.project_mut(project).issue_mut(iid);
+        issue.state = to;
+        issue.updated_at = now;
+        (issue.closed_at, issue.closed_by) = match to {
+            "closed" => (Some(now), Some(user)),
+            _ => (None, None),
+        };
+        self.add_note(project, Noteable::Issue(iid), user, note, true);
+    }
+
     fn add_approval(&mut self, project: u64, iid: u64, user: u64) {
         let at = self.clock;
         self.project_mut(project)
             .mr_mut(iid)
             .approvals
             .push(Approval { user, at });
-        self.add_note(project, iid, user, "approved this merge request", true);
+        let mr = Noteable::Mr(iid);
+        self.add_note(project, mr, user, "approved this merge request", true);
     }
 
     fn remove_approval(&mut self, project: u64, iid: u64, user: u64) -> bool {
@@ -1656,7 +2033,8 @@ impl State {
         if mr.approvals.len() == before {
             return false;
         }
-        self.add_note(project, iid, user, "unapproved this merge request", true);
+        let mr = Noteable::Mr(iid);
+        self.add_note(project, mr, user, "unapproved this merge request", true);
         true
     }
 
@@ -1826,8 +2204,8 @@ fn strip_draft(title: &str) -> String {
 }
 
 impl Repo {
-    /// Records a commit on top of `parent` and returns its sha.
-    fn add_commit(&mut self, spec: CommitSpec, parent: String) -> String {
+    /// Records a commit on top of `parents` (first parent first) and returns its sha.
+    fn add_commit(&mut self, spec: CommitSpec, parents: Vec<String>) -> String {
         const STATUSES: &[&str] = &["added", "modified", "removed", "renamed"];
         for file in &spec.files {
             assert!(
@@ -1845,8 +2223,16 @@ impl Repo {
         assert!(!self.knows(&spec.sha), "commit {} already exists", spec.sha);
         let sha = spec.sha.clone();
         self.commits
-            .insert(sha.clone(), CommitRecord { spec, parent });
+            .insert(sha.clone(), CommitRecord { spec, parents });
         sha
+    }
+
+    /// A 40-hex-digit sha no commit has yet, derived from `seed`.
+    fn fresh_sha(&self, seed: &str) -> String {
+        (0..)
+            .map(|n| blob_sha(&format!("commit {n} {seed}")))
+            .find(|sha| !self.knows(sha))
+            .expect("an unused sha")
     }
 
     fn knows(&self, sha: &str) -> bool {
@@ -1883,34 +2269,57 @@ impl Repo {
         None
     }
 
-    /// `sha` and its ancestors, newest first, ending with the first sha that is not a commit
-    /// record (a seeded base).
+    /// `sha` and its first-parent ancestors, newest first, ending with the first sha that is
+    /// not a commit record (a seeded base): the chain whose changes make its tree.
     fn ancestry(&self, sha: &str) -> Vec<String> {
         let mut chain = vec![sha.to_owned()];
         let mut seen = HashSet::new();
         while let Some(record) = self.commits.get(chain.last().map_or("", String::as_str)) {
-            if !seen.insert(record.parent.clone()) {
+            let parent = record.first_parent().to_owned();
+            if parent.is_empty() || !seen.insert(parent.clone()) {
                 break;
             }
-            chain.push(record.parent.clone());
+            chain.push(parent);
         }
         chain
     }
 
+    /// `sha` and every commit it descends from through any parent, nearest first.
+    fn reachable(&self, sha: &str) -> Vec<String> {
+        let mut order = vec![sha.to_owned()];
+        let mut seen: HashSet<String> = order.iter().cloned().collect();
+        let mut next = 0;
+        while let Some(current) = order.get(next).cloned() {
+            next += 1;
+            let parents = self.commits.get(&current).map(|c| c.parents.as_slice());
+            for parent in parents.unwrap_or_default() {
+                if seen.insert(parent.clone()) {
+                    order.push(parent.clone());
+                }
+            }
+        }
+        order
+    }
+
     /// The nearest common ancestor of two commits (`a` itself when they share none).
     fn merge_base(&self, a: &str, b: &str) -> String {
-        let of_b: HashSet<String> = self.ancestry(b).into_iter().collect();
-        self.ancestry(a)
+        let of_b: HashSet<String> = self.reachable(b).into_iter().collect();
+        self.reachable(a)
             .into_iter()
             .find(|sha| of_b.contains(sha))
             .unwrap_or_else(|| a.to_owned())
+    }
+
+    /// Whether `ancestor` is `sha` or in its history.
+    fn is_ancestor(&self, ancestor: &str, sha: &str) -> bool {
+        self.reachable(sha).iter().any(|s| s == ancestor)
     }
 
     /// Branches whose history contains `sha`, by name.
     fn branches_containing(&self, sha: &str) -> Vec<String> {
         self.branches
             .iter()
-            .filter(|(_, head)| self.ancestry(head).iter().any(|s| s == sha))
+            .filter(|(_, head)| self.is_ancestor(sha, head))
             .map(|(name, _)| name.clone())
             .collect()
     }
@@ -1935,9 +2344,9 @@ impl Repo {
 
     /// The commits reachable from `head` but not from `base`, oldest first.
     fn commits_between(&self, base: &str, head: &str) -> Vec<String> {
-        let behind: HashSet<String> = self.ancestry(base).into_iter().collect();
+        let behind: HashSet<String> = self.reachable(base).into_iter().collect();
         let mut ahead: Vec<String> = self
-            .ancestry(head)
+            .reachable(head)
             .into_iter()
             .filter(|sha| !behind.contains(sha) && self.commits.contains_key(sha))
             .collect();
@@ -1949,9 +2358,25 @@ impl Repo {
     fn diff(&self, base: &str, head: &str) -> Vec<DiffEntry> {
         let old = self.tree_at(base).unwrap_or_default();
         let new = self.tree_at(head).unwrap_or_default();
+        diff_trees(&old, &new, &self.renames_between(base, head))
+    }
+
+    /// The renames made by the commits between `base` and `head`.
+    fn renames_between(&self, base: &str, head: &str) -> Vec<(String, String)> {
         let commits = self.commits_between(base, head);
-        let renames = net_renames(commits.iter().filter_map(|sha| self.commits.get(sha)));
-        diff_trees(&old, &new, &renames)
+        net_renames(commits.iter().filter_map(|sha| self.commits.get(sha)))
+    }
+
+    /// A merge request's diff version for `head` into `target` as the branches stand now.
+    fn version(&self, target: &str, head: &str, id: u64, at: DateTime<Utc>) -> Version {
+        let start = self.branches.get(target).cloned().unwrap_or_default();
+        Version {
+            id,
+            head: head.to_owned(),
+            base: self.merge_base(&start, head),
+            start,
+            created_at: at,
+        }
     }
 }
 
@@ -1988,6 +2413,54 @@ fn net_renames<'a>(commits: impl Iterator<Item = &'a CommitRecord>) -> Vec<(Stri
         }
     }
     renames
+}
+
+/// Git's three-way merge, file by file: a path takes the side that changed it from `base`
+/// (either, when both made the same change); `Err(path)` when both changed it differently.
+fn merge_trees(base: &Tree, ours: &Tree, theirs: &Tree) -> Result<Tree, String> {
+    let paths: BTreeSet<&String> = base
+        .keys()
+        .chain(ours.keys())
+        .chain(theirs.keys())
+        .collect();
+    let mut merged = Tree::new();
+    for path in paths {
+        let (b, o, t) = (base.get(path), ours.get(path), theirs.get(path));
+        let pick = match (o == t || b == t, b == o) {
+            (true, _) => o,
+            (false, true) => t,
+            (false, false) => return Err(path.clone()),
+        };
+        if let Some(text) = pick {
+            merged.insert(path.clone(), text.clone());
+        }
+    }
+    Ok(merged)
+}
+
+/// The file changes that turn `old` into `new` (a commit's `files`), renames among `renames`.
+fn changes_between(old: &Tree, new: &Tree, renames: &[(String, String)]) -> Vec<FileChange> {
+    diff_trees(old, new, renames)
+        .into_iter()
+        .map(|entry| {
+            let text = entry.new_text.as_deref().unwrap_or_default();
+            if entry.deleted_file {
+                FileChange::removed(&entry.old_path)
+            } else if entry.new_file {
+                FileChange::added(&entry.new_path, text)
+            } else if entry.renamed_file {
+                FileChange::renamed_with(&entry.old_path, &entry.new_path, text)
+            } else {
+                FileChange::modified(&entry.new_path, text)
+            }
+        })
+        .collect()
+}
+
+/// Label names as GitLab lists them: sorted, each once.
+fn sorted_labels(labels: &[String]) -> Vec<String> {
+    let set: BTreeSet<&String> = labels.iter().filter(|l| !l.is_empty()).collect();
+    set.into_iter().cloned().collect()
 }
 
 fn diff_trees(old: &Tree, new: &Tree, renames: &[(String, String)]) -> Vec<DiffEntry> {
@@ -2234,6 +2707,44 @@ impl Incoming {
         from_body.or_else(|| self.query(name).map(str::to_owned))
     }
 
+    /// A list parameter as Grape coerces one: a JSON array, a comma-separated string, or
+    /// `name[]` pairs (repeated in the query).
+    fn list(&self, name: &str) -> Option<Vec<String>> {
+        let item = |value: &Value| match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let split = |text: String| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let bracket = format!("{name}[]");
+        let body = self.body.as_ref();
+        if let Some(value) = body.and_then(|b| b.get(name)) {
+            return Some(match value {
+                Value::Array(items) => items.iter().filter_map(item).collect(),
+                other => item(other).map(split).unwrap_or_default(),
+            });
+        }
+        if let Some(value) = body.and_then(|b| b.get(&bracket)).and_then(item) {
+            return Some(vec![value]);
+        }
+        let repeated: Vec<String> = self
+            .query
+            .iter()
+            .filter(|(k, _)| *k == bracket)
+            .map(|(_, v)| v.clone())
+            .collect();
+        if !repeated.is_empty() {
+            return Some(repeated);
+        }
+        self.query(name).map(str::to_owned).map(split)
+    }
+
     /// A boolean parameter as Grape reads one.
     fn flag(&self, name: &str) -> bool {
         self.param(name)
@@ -2356,6 +2867,8 @@ fn no_route() -> Reply {
 /// One request routed to a handler.
 struct Ctx<'a> {
     req: &'a Incoming,
+    /// The route template it matched.
+    route: &'static str,
     params: BTreeMap<&'static str, String>,
     who: Option<u64>,
 }
@@ -2416,7 +2929,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/projects/:id/members/:user_id"),
     ("GET", "/projects/:id/members/all/:user_id"),
     ("GET", "/projects/:id/merge_requests"),
+    ("POST", "/projects/:id/merge_requests"),
     ("GET", "/projects/:id/merge_requests/:merge_request_iid"),
+    ("PUT", "/projects/:id/merge_requests/:merge_request_iid"),
     (
         "GET",
         "/projects/:id/merge_requests/:merge_request_iid/changes",
@@ -2467,16 +2982,28 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/projects/:id/repository/files/:file_path/raw"),
     ("GET", "/projects/:id/repository/tree"),
     ("GET", "/projects/:id/repository/compare"),
+    ("POST", "/projects/:id/repository/branches"),
     ("GET", "/projects/:id/repository/branches/:branch"),
     ("GET", "/projects/:id/repository/commits/:sha"),
+    ("POST", "/projects/:id/repository/commits/:sha/revert"),
     ("GET", "/projects/:id/repository/commits/:sha/statuses"),
     ("POST", "/projects/:id/statuses/:sha"),
+    ("GET", "/projects/:id/issues"),
+    ("POST", "/projects/:id/issues"),
+    ("GET", "/projects/:id/issues/:issue_iid"),
+    ("PUT", "/projects/:id/issues/:issue_iid"),
+    ("GET", "/projects/:id/issues/:noteable_id/notes"),
+    ("POST", "/projects/:id/issues/:noteable_id/notes"),
+    ("GET", "/projects/:id/issues/:noteable_id/notes/:note_id"),
+    ("PUT", "/projects/:id/issues/:noteable_id/notes/:note_id"),
+    ("DELETE", "/projects/:id/issues/:noteable_id/notes/:note_id"),
 ];
 
 /// Path parameters Grape declares as integers.
 const INTEGER_PARAMS: &[&str] = &[
     "user_id",
     "merge_request_iid",
+    "issue_iid",
     "noteable_id",
     "note_id",
     "version_id",
@@ -2557,7 +3084,12 @@ impl State {
                 return (Reply::grape_error(400, &format!("{name} is invalid")), who);
             }
         }
-        let ctx = Ctx { req, params, who };
+        let ctx = Ctx {
+            req,
+            route,
+            params,
+            who,
+        };
         let reply = self.dispatch(route, &ctx).unwrap_or_else(|refusal| refusal);
         (reply, who)
     }
@@ -2644,11 +3176,13 @@ impl State {
                 self.get_member(ctx, Source::Project, true)
             }
             ("GET", "/projects/:id/merge_requests") => self.list_mrs(ctx),
+            ("POST", "/projects/:id/merge_requests") => self.create_mr(ctx),
             ("GET", "/projects/:id/merge_requests/:merge_request_iid") => {
                 let (project, mr) = self.find_mr(ctx)?;
                 let mr = self.project(project).mr(mr);
                 Ok(Reply::json(200, self.mr_json(project, mr, ctx.who)))
             }
+            ("PUT", "/projects/:id/merge_requests/:merge_request_iid") => self.edit_mr(ctx),
             ("GET", "/projects/:id/merge_requests/:merge_request_iid/changes") => {
                 self.mr_changes(ctx)
             }
@@ -2673,30 +3207,46 @@ impl State {
             ("POST", "/projects/:id/merge_requests/:merge_request_iid/unapprove") => {
                 self.unapprove(ctx)
             }
-            ("GET", "/projects/:id/merge_requests/:noteable_id/notes") => self.list_notes(ctx),
-            ("POST", "/projects/:id/merge_requests/:noteable_id/notes") => self.create_note(ctx),
-            ("GET", "/projects/:id/merge_requests/:noteable_id/notes/:note_id") => {
-                let (project, iid) = self.find_noteable(ctx)?;
-                let mr = self.project(project).mr(iid);
-                let note = mr
-                    .notes
-                    .iter()
-                    .find(|n| n.id == ctx.int("note_id"))
-                    .ok_or_else(record_not_found)?;
-                Ok(Reply::json(200, self.note_json(project, mr, note)))
+            (
+                "GET",
+                "/projects/:id/merge_requests/:noteable_id/notes"
+                | "/projects/:id/issues/:noteable_id/notes",
+            ) => self.list_notes(ctx),
+            (
+                "POST",
+                "/projects/:id/merge_requests/:noteable_id/notes"
+                | "/projects/:id/issues/:noteable_id/notes",
+            ) => self.create_note(ctx),
+            (
+                "GET",
+                "/projects/:id/merge_requests/:noteable_id/notes/:note_id"
+                | "/projects/:id/issues/:noteable_id/notes/:note_id",
+            ) => self.get_note(ctx),
+            (
+                "PUT",
+                "/projects/:id/merge_requests/:noteable_id/notes/:note_id"
+                | "/projects/:id/issues/:noteable_id/notes/:note_id",
+            ) => self.update_note(ctx),
+            (
+                "DELETE",
+                "/projects/:id/merge_requests/:noteable_id/notes/:note_id"
+                | "/projects/:id/issues/:noteable_id/notes/:note_id",
+            ) => self.delete_note(ctx),
+            ("GET", "/projects/:id/issues") => self.list_issues(ctx),
+            ("POST", "/projects/:id/issues") => self.create_issue(ctx),
+            ("GET", "/projects/:id/issues/:issue_iid") => {
+                let (project, iid) = self.find_issue(ctx)?;
+                Ok(Reply::json(200, self.issue_json(project, iid, ctx.who)))
             }
-            ("PUT", "/projects/:id/merge_requests/:noteable_id/notes/:note_id") => {
-                self.update_note(ctx)
-            }
-            ("DELETE", "/projects/:id/merge_requests/:noteable_id/notes/:note_id") => {
-                self.delete_note(ctx)
-            }
+            ("PUT", "/projects/:id/issues/:issue_iid") => self.update_issue(ctx),
             ("GET", "/projects/:id/repository/files/:file_path") => self.get_file(ctx, false),
             ("GET", "/projects/:id/repository/files/:file_path/raw") => self.get_file(ctx, true),
             ("GET", "/projects/:id/repository/tree") => self.get_tree(ctx),
             ("GET", "/projects/:id/repository/compare") => self.compare(ctx),
+            ("POST", "/projects/:id/repository/branches") => self.create_branch(ctx),
             ("GET", "/projects/:id/repository/branches/:branch") => self.get_branch(ctx),
             ("GET", "/projects/:id/repository/commits/:sha") => self.get_commit(ctx),
+            ("POST", "/projects/:id/repository/commits/:sha/revert") => self.revert(ctx),
             ("GET", "/projects/:id/repository/commits/:sha/statuses") => self.list_statuses(ctx),
             ("POST", "/projects/:id/statuses/:sha") => self.create_status(ctx),
             _ => Err(no_route()),
@@ -2994,14 +3544,28 @@ impl State {
         }
     }
 
-    /// (project, iid) of the notes routes' `:noteable_id`.
-    fn find_noteable(&self, ctx: &Ctx) -> Result<(u64, u64), Reply> {
+    /// The project and what the notes routes' `:noteable_id` names (`not_found!` of its
+    /// type when `who` may not read it).
+    fn find_noteable(&self, ctx: &Ctx) -> Result<(u64, Noteable), Reply> {
         let project = self.find_project(ctx)?;
         let iid = ctx.int("noteable_id");
-        let readable = self.can_read_code(project, ctx.who);
-        match readable && self.project(project).mrs.contains_key(&iid) {
+        let (noteable, readable) = match ctx.route.contains("/issues/") {
+            true => (Noteable::Issue(iid), self.can_see_project(project, ctx.who)),
+            false => (Noteable::Mr(iid), self.can_read_code(project, ctx.who)),
+        };
+        match readable && self.project(project).has(noteable) {
+            true => Ok((project, noteable)),
+            false => Err(not_found(noteable.type_name())),
+        }
+    }
+
+    /// (project, iid) of `:issue_iid`, which `who` may read.
+    fn find_issue(&self, ctx: &Ctx) -> Result<(u64, u64), Reply> {
+        let project = self.find_project(ctx)?;
+        let iid = ctx.int("issue_iid");
+        match self.project(project).issues.contains_key(&iid) {
             true => Ok((project, iid)),
-            false => Err(not_found("MergeRequest")),
+            false => Err(record_not_found()),
         }
     }
 
@@ -3050,6 +3614,80 @@ impl State {
             .map(|mr| self.mr_json(project, mr, ctx.who))
             .collect();
         Ok(page.reply(Value::Array(items)))
+    }
+
+    /// `POST /projects/:id/merge_requests` within one project: version 1 is the source
+    /// branch's tip against the target's, now.
+    fn create_mr(&mut self, ctx: &Ctx) -> Outcome {
+        let project = self.find_project(ctx)?;
+        let [source, target, title] =
+            required_params(ctx.req, ["source_branch", "target_branch", "title"])?;
+        if self.level(project, ctx.who) < DEVELOPER {
+            return Err(forbidden());
+        }
+        self.check_new_mr(project, &source, &target)?;
+        check_title(&title)?;
+        let labels = ctx.req.list("labels").unwrap_or_default();
+        let (id, version_id, now) = (self.new_id(), self.new_id(), self.stamp());
+        let p = self.project_mut(project);
+        let iid = p.next_mr_iid();
+        let head = p.repo.branches[&source].clone();
+        let version = p.repo.version(&target, &head, version_id, now);
+        let mr = MergeRequest {
+            id,
+            iid,
+            title,
+            description: ctx.req.param("description"),
+            author: ctx.user(),
+            source_branch: source,
+            target_branch: target,
+            labels: sorted_labels(&labels),
+            state: "opened",
+            created_at: now,
+            updated_at: now,
+            merged_at: None,
+            merged_by: None,
+            merge_commit_sha: None,
+            closed_at: None,
+            closed_by: None,
+            versions: vec![version],
+            approvals: Vec::new(),
+            notes: Vec::new(),
+        };
+        p.mrs.insert(iid, mr);
+        let mr = self.project(project).mr(iid);
+        Ok(Reply::json(201, self.mr_json(project, mr, ctx.who)))
+    }
+
+    /// `MergeRequest#validate_branches` and the build service's checks: two different,
+    /// existing branches, and no open merge request between them yet.
+    fn check_new_mr(&self, project: u64, source: &str, target: &str) -> Result<(), Reply> {
+        let refuse =
+            |status: u16, message: String| Reply::json(status, json!({ "message": [message] }));
+        if source == target {
+            let message = "You can't use same project/branch for source and target";
+            return Err(refuse(422, message.to_owned()));
+        }
+        let p = self.project(project);
+        let open = p.mrs.values().find(|mr| {
+            mr.state == "opened" && mr.source_branch == source && mr.target_branch == target
+        });
+        if let Some(other) = open {
+            let message = format!(
+                "Another open merge request already exists for this source branch: !{}",
+                other.iid
+            );
+            return Err(refuse(409, message));
+        }
+        for (side, branch) in [("Source", source), ("Target", target)] {
+            if !p.repo.branches.contains_key(branch) {
+                return Err(refuse(
+                    422,
+                    format!("{side} branch \"{branch}\" does not exist"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn mr_changes(&self, ctx: &Ctx) -> Outcome {
@@ -3186,7 +3824,7 @@ impl State {
 
 impl State {
     fn list_notes(&self, ctx: &Ctx) -> Outcome {
-        let (project, iid) = self.find_noteable(ctx)?;
+        let (project, noteable) = self.find_noteable(ctx)?;
         let q = |name: &str| ctx.req.param(name);
         let sort = q("sort").unwrap_or_else(|| "desc".to_owned());
         let order_by = q("order_by").unwrap_or_else(|| "created_at".to_owned());
@@ -3205,9 +3843,9 @@ impl State {
                 return Err(Reply::grape_error(400, &error));
             }
         }
-        let mr = self.project(project).mr(iid);
-        let mut notes: Vec<&Note> = mr
-            .notes
+        let mut notes: Vec<&Note> = self
+            .project(project)
+            .notes(noteable)
             .iter()
             .filter(|n| match filter.as_str() {
                 "only_comments" => !n.system,
@@ -3228,46 +3866,60 @@ impl State {
         let page = page_of(&self.base_url, ctx.req, notes.len());
         let items = notes[page.range.clone()]
             .iter()
-            .map(|n| self.note_json(project, mr, n))
+            .map(|n| self.note_json(project, noteable, n))
             .collect();
         Ok(page.reply(Value::Array(items)))
     }
 
+    /// A note as the API answers it.
+    fn note_reply(&self, status: u16, project: u64, noteable: Noteable, id: u64) -> Reply {
+        let notes = self.project(project).notes(noteable);
+        let note = notes.iter().find(|n| n.id == id).expect("a known note");
+        Reply::json(status, self.note_json(project, noteable, note))
+    }
+
+    fn get_note(&self, ctx: &Ctx) -> Outcome {
+        let (project, noteable) = self.find_noteable(ctx)?;
+        let id = ctx.int("note_id");
+        let notes = self.project(project).notes(noteable);
+        if !notes.iter().any(|n| n.id == id) {
+            return Err(record_not_found());
+        }
+        Ok(self.note_reply(200, project, noteable, id))
+    }
+
     fn create_note(&mut self, ctx: &Ctx) -> Outcome {
-        let (project, iid) = self.find_noteable(ctx)?;
+        let (project, noteable) = self.find_noteable(ctx)?;
         let body = ctx
             .req
             .param("body")
             .ok_or_else(|| Reply::grape_error(400, "body is missing"))?;
         check_note_body(&body)?;
-        let id = self.add_note(project, iid, ctx.user(), &body, false);
-        let mr = self.project(project).mr(iid);
-        let note = mr.notes.iter().find(|n| n.id == id).expect("just added");
-        Ok(Reply::json(201, self.note_json(project, mr, note)))
+        let id = self.add_note(project, noteable, ctx.user(), &body, false);
+        Ok(self.note_reply(201, project, noteable, id))
     }
 
     /// The note `:note_id`, if `who` may change it (its author, or a maintainer; never a
     /// system note).
-    fn editable_note(&self, ctx: &Ctx) -> Result<(u64, u64, u64), Reply> {
-        let (project, iid) = self.find_noteable(ctx)?;
+    fn editable_note(&self, ctx: &Ctx) -> Result<(u64, Noteable, u64), Reply> {
+        let (project, noteable) = self.find_noteable(ctx)?;
         let id = ctx.int("note_id");
         let note = self
             .project(project)
-            .mr(iid)
-            .notes
+            .notes(noteable)
             .iter()
             .find(|n| n.id == id)
             .ok_or_else(record_not_found)?;
         let user = ctx.user();
         let allowed = note.author == user || self.level(project, Some(user)) >= MAINTAINER;
         match allowed && !note.system {
-            true => Ok((project, iid, id)),
+            true => Ok((project, noteable, id)),
             false => Err(forbidden()),
         }
     }
 
     fn update_note(&mut self, ctx: &Ctx) -> Outcome {
-        let (project, iid, id) = self.editable_note(ctx)?;
+        let (project, noteable, id) = self.editable_note(ctx)?;
         if let Some(body) = ctx.req.param("body") {
             if body.trim().is_empty() {
                 return Err(Reply::grape_error(400, "body is empty"));
@@ -3276,8 +3928,7 @@ impl State {
             let now = self.clock;
             let note = self
                 .project_mut(project)
-                .mr_mut(iid)
-                .notes
+                .notes_mut(noteable)
                 .iter_mut()
                 .find(|n| n.id == id)
                 .expect("found above");
@@ -3287,16 +3938,13 @@ impl State {
                 self.stamp();
             }
         }
-        let mr = self.project(project).mr(iid);
-        let note = mr.notes.iter().find(|n| n.id == id).expect("found above");
-        Ok(Reply::json(200, self.note_json(project, mr, note)))
+        Ok(self.note_reply(200, project, noteable, id))
     }
 
     fn delete_note(&mut self, ctx: &Ctx) -> Outcome {
-        let (project, iid, id) = self.editable_note(ctx)?;
+        let (project, noteable, id) = self.editable_note(ctx)?;
         self.project_mut(project)
-            .mr_mut(iid)
-            .notes
+            .notes_mut(noteable)
             .retain(|n| n.id != id);
         Ok(Reply::empty(204))
     }
@@ -3312,6 +3960,275 @@ fn check_note_body(body: &str) -> Result<(), Reply> {
     };
     let message = format!("400 Bad request - Note {{:note=>[\"{problem}\"]}}");
     Err(Reply::message(400, &message))
+}
+
+// --- issues ------------------------------------------------------------------------------------
+
+/// The fields `PUT …/issues/:issue_iid` reads, one of which it requires (Grape's
+/// `at_least_one_of`).
+const ISSUE_UPDATE_FIELDS: &[&str] = &[
+    "add_labels",
+    "assignee_id",
+    "assignee_ids",
+    "description",
+    "labels",
+    "remove_labels",
+    "state_event",
+    "title",
+];
+
+impl State {
+    fn list_issues(&self, ctx: &Ctx) -> Outcome {
+        let project = self.find_project(ctx)?;
+        let q = |name: &str| ctx.req.param(name);
+        let wanted = q("state").unwrap_or_else(|| "all".to_owned());
+        if !["opened", "closed", "all"].contains(&wanted.as_str()) {
+            return Err(Reply::grape_error(400, "state does not have a valid value"));
+        }
+        let labels = ctx.req.list("labels").unwrap_or_default();
+        let iids = ctx.req.list("iids");
+        let search = q("search").map(|s| s.to_lowercase());
+        let author = q("author_username");
+        let author_id = q("author_id");
+        let mut issues: Vec<&Issue> = self
+            .project(project)
+            .issues
+            .values()
+            .filter(|i| wanted == "all" || i.state == wanted)
+            .filter(|i| labels.iter().all(|l| i.labels.contains(l)))
+            .filter(|i| {
+                iids.as_ref()
+                    .is_none_or(|iids| iids.contains(&i.iid.to_string()))
+            })
+            .filter(|i| {
+                search.as_ref().is_none_or(|s| {
+                    let description = i.description.as_deref().unwrap_or_default();
+                    i.title.to_lowercase().contains(s) || description.to_lowercase().contains(s)
+                })
+            })
+            .filter(|i| {
+                author
+                    .as_ref()
+                    .is_none_or(|a| self.username(i.author).eq_ignore_ascii_case(a))
+            })
+            .filter(|i| {
+                author_id
+                    .as_ref()
+                    .is_none_or(|a| *a == i.author.to_string())
+            })
+            .collect();
+        let by_updated = q("order_by").as_deref() == Some("updated_at");
+        issues.sort_by_key(|i| {
+            (
+                if by_updated {
+                    i.updated_at
+                } else {
+                    i.created_at
+                },
+                i.id,
+            )
+        });
+        if q("sort").as_deref() != Some("asc") {
+            issues.reverse();
+        }
+        let page = page_of(&self.base_url, ctx.req, issues.len());
+        let items = issues[page.range.clone()]
+            .iter()
+            .map(|i| self.issue_json(project, i.iid, ctx.who))
+            .collect();
+        Ok(page.reply(Value::Array(items)))
+    }
+
+    /// The assignees a request names (`assignee_ids`, or `assignee_id`): unknown users, and
+    /// users who cannot see the project, are dropped as GitLab drops them.
+    fn assignees_param(&self, project: u64, req: &Incoming) -> Result<Option<Vec<u64>>, Reply> {
+        let (name, ids) = match (req.list("assignee_ids"), req.param("assignee_id")) {
+            (Some(ids), _) => ("assignee_ids", ids),
+            (None, Some(id)) => ("assignee_id", vec![id]),
+            (None, None) => return Ok(None),
+        };
+        let mut kept = Vec::new();
+        for id in ids {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| Reply::grape_error(400, &format!("{name} is invalid")))?;
+            let known = self.users.contains_key(&id) && self.can_see_project(project, Some(id));
+            if known && !kept.contains(&id) {
+                kept.push(id);
+            }
+        }
+        Ok(Some(kept))
+    }
+
+    fn create_issue(&mut self, ctx: &Ctx) -> Outcome {
+        let project = self.find_project(ctx)?;
+        let [title] = required_params(ctx.req, ["title"])?;
+        check_title(&title)?;
+        let labels = ctx.req.list("labels").unwrap_or_default();
+        let assignees = self.assignees_param(project, ctx.req)?.unwrap_or_default();
+        let description = ctx.req.param("description");
+        let labels = sorted_labels(&labels);
+        let iid = self.add_issue(project, ctx.user(), &title, description, labels, assignees);
+        Ok(Reply::json(201, self.issue_json(project, iid, ctx.who)))
+    }
+
+    /// `Issues::UpdateService`: its author, an assignee or a reporter (and above) edits it;
+    /// `labels` replaces the labels, then `add_labels` and `remove_labels` apply.
+    fn update_issue(&mut self, ctx: &Ctx) -> Outcome {
+        let (project, iid) = self.find_issue(ctx)?;
+        let req = ctx.req;
+        check_update_fields(req, ISSUE_UPDATE_FIELDS)?;
+        let event = check_state_event(req)?;
+        let user = ctx.user();
+        let issue = self.project(project).issue(iid);
+        let allowed = issue.author == user
+            || issue.assignees.contains(&user)
+            || self.level(project, Some(user)) >= REPORTER;
+        if !allowed {
+            return Err(forbidden());
+        }
+        let title = req.param("title");
+        if let Some(title) = &title {
+            check_title(title)?;
+        }
+        let assignees = self.assignees_param(project, req)?;
+        let now = self.stamp();
+        let issue = self.project_mut(project).issue_mut(iid);
+        issue.labels = edited_labels(&issue.labels, req);
+        if let Some(title) = title {
+            issue.title = title;
+        }
+        if let Some(assignees) = assignees {
+            issue.assignees = assignees;
+        }
+        let description = req.param("description");
+        let described = description.is_some() && description != issue.description;
+        if described {
+            issue.description = description;
+        }
+        issue.updated_at = now;
+        if described {
+            let note = "changed the description";
+            self.add_note(project, Noteable::Issue(iid), user, note, true);
+        }
+        if let Some(event) = event {
+            self.set_issue_state(project, iid, user, &event);
+        }
+        Ok(Reply::json(200, self.issue_json(project, iid, ctx.who)))
+    }
+}
+
+/// `PUT …/merge_requests/:merge_request_iid` reads these, and requires one.
+const MR_UPDATE_FIELDS: &[&str] = &[
+    "add_labels",
+    "description",
+    "labels",
+    "remove_labels",
+    "state_event",
+    "title",
+];
+
+impl State {
+    /// `MergeRequests::UpdateService`, for what the fake keeps: its author or a developer (and
+    /// above) edits it; labels as on issues; `state_event` does nothing to a merged one.
+    fn edit_mr(&mut self, ctx: &Ctx) -> Outcome {
+        let (project, iid) = self.find_mr(ctx)?;
+        let req = ctx.req;
+        check_update_fields(req, MR_UPDATE_FIELDS)?;
+        let event = check_state_event(req)?;
+        let user = ctx.user();
+        let mr = self.project(project).mr(iid);
+        if mr.author != user && self.level(project, Some(user)) < DEVELOPER {
+            return Err(forbidden());
+        }
+        let title = req.param("title");
+        if let Some(title) = &title {
+            check_title(title)?;
+        }
+        let path = self.project(project).path_with_namespace.clone();
+        self.update_mr(&path, iid, None, |mr| {
+            mr.labels = edited_labels(&mr.labels, req);
+            if let Some(title) = title {
+                mr.title = title;
+            }
+            None
+        });
+        let description = req.param("description");
+        if description.is_some() && description != self.project(project).mr(iid).description {
+            self.update_mr(&path, iid, Some(user), |mr| {
+                mr.description = description;
+                Some("changed the description".to_owned())
+            });
+        }
+        let to = match (event.as_deref(), self.project(project).mr(iid).state) {
+            (Some("close"), "opened") => Some("closed"),
+            (Some("reopen"), "closed") => Some("opened"),
+            _ => None,
+        };
+        if let Some(to) = to {
+            let now = self.clock;
+            self.update_mr(&path, iid, Some(user), |mr| {
+                let closed = to == "closed";
+                mr.state = to;
+                mr.closed_at = closed.then_some(now);
+                mr.closed_by = closed.then_some(user);
+                Some(if closed { "closed" } else { "reopened" }.to_owned())
+            });
+        }
+        let mr = self.project(project).mr(iid);
+        Ok(Reply::json(200, self.mr_json(project, mr, ctx.who)))
+    }
+}
+
+/// Grape's `at_least_one_of`: a 400 naming them all when none of `fields` is given.
+fn check_update_fields(req: &Incoming, fields: &[&str]) -> Result<(), Reply> {
+    if fields
+        .iter()
+        .any(|f| req.param(f).is_some() || req.list(f).is_some())
+    {
+        return Ok(());
+    }
+    let error = format!(
+        "{} are missing, at least one parameter must be provided",
+        fields.join(", ")
+    );
+    Err(Reply::grape_error(400, &error))
+}
+
+/// The `state_event` of an update: `close`, `reopen` or none.
+fn check_state_event(req: &Incoming) -> Result<Option<String>, Reply> {
+    match req.param("state_event") {
+        Some(e) if e != "close" && e != "reopen" => Err(Reply::grape_error(
+            400,
+            "state_event does not have a valid value",
+        )),
+        event => Ok(event),
+    }
+}
+
+/// Labels after an update: `labels` replaces `current`, then `add_labels` and
+/// `remove_labels` apply.
+fn edited_labels(current: &[String], req: &Incoming) -> Vec<String> {
+    let mut labels = req.list("labels").unwrap_or_else(|| current.to_vec());
+    labels.extend(req.list("add_labels").unwrap_or_default());
+    let removed = req.list("remove_labels").unwrap_or_default();
+    labels.retain(|l| !removed.contains(l));
+    sorted_labels(&labels)
+}
+
+/// An issue's or merge request's title, as the model validates it.
+fn check_title(title: &str) -> Result<(), Reply> {
+    let problem = if title.trim().is_empty() {
+        "can't be blank".to_owned()
+    } else if title.chars().count() > TITLE_MAX_CHARS {
+        format!("is too long (maximum is {TITLE_MAX_CHARS} characters)")
+    } else {
+        return Ok(());
+    };
+    Err(Reply::json(
+        400,
+        json!({ "message": { "title": [problem] } }),
+    ))
 }
 
 // --- repository --------------------------------------------------------------------------------
@@ -3475,28 +4392,101 @@ impl State {
 
     fn get_branch(&self, ctx: &Ctx) -> Outcome {
         let project = self.find_code(ctx)?;
-        let p = self.project(project);
         let name = ctx.param("branch");
-        let sha = p
-            .repo
-            .branches
-            .get(name)
-            .ok_or_else(|| not_found("Branch"))?;
-        let default = name == p.repo.default_branch;
+        if !self.project(project).repo.branches.contains_key(name) {
+            return Err(not_found("Branch"));
+        }
+        Ok(Reply::json(200, self.branch_json(project, name, ctx.who)))
+    }
+
+    /// Whether `who` may push to `branch`: a developer, or a maintainer for the (protected)
+    /// default branch.
+    fn may_push(&self, project: u64, who: Option<u64>, branch: &str) -> bool {
+        let needed = match branch == self.project(project).repo.default_branch {
+            true => MAINTAINER,
+            false => DEVELOPER,
+        };
+        self.level(project, who) >= needed
+    }
+
+    /// `Branches::CreateService`: a valid, new name and a ref that resolves.
+    fn create_branch(&mut self, ctx: &Ctx) -> Outcome {
+        let project = self.find_project(ctx)?;
+        let [branch, reference] = required_params(ctx.req, ["branch", "ref"])?;
+        if self.level(project, ctx.who) < DEVELOPER {
+            return Err(forbidden());
+        }
+        if !valid_branch_name(&branch) {
+            return Err(Reply::message(400, "Branch name is invalid"));
+        }
+        let repo = &self.project(project).repo;
+        if repo.branches.contains_key(&branch) {
+            return Err(Reply::message(400, "Branch already exists"));
+        }
+        let Some(sha) = repo.resolve(&reference) else {
+            let message = format!("Invalid reference name: {reference}");
+            return Err(Reply::message(400, &message));
+        };
+        let now = self.stamp();
+        self.move_branch(project, &branch, &sha, now, ctx.who, None);
         Ok(Reply::json(
-            200,
-            json!({
-                "name": name,
-                "commit": self.commit_json(project, sha, true),
-                "merged": false,
-                "protected": default,
-                "developers_can_push": false,
-                "developers_can_merge": false,
-                "can_push": self.level(project, ctx.who) >= DEVELOPER,
-                "default": default,
-                "web_url": format!("{}/{}/-/tree/{name}", self.base_url, p.path_with_namespace),
-            }),
+            201,
+            self.branch_json(project, &branch, ctx.who),
         ))
+    }
+
+    /// `POST …/commits/:sha/revert`: a commit on `branch` undoing what `:sha` changed from its
+    /// first parent, by the caller.
+    fn revert(&mut self, ctx: &Ctx) -> Outcome {
+        let project = self.find_project(ctx)?;
+        let [branch] = required_params(ctx.req, ["branch"])?;
+        if !self.may_push(project, ctx.who, &branch) {
+            let message = "403 Forbidden - You are not allowed to push into this branch";
+            return Err(Reply::message(403, message));
+        }
+        let p = self.project(project);
+        let repo = &p.repo;
+        let sha = repo
+            .resolve(ctx.param("sha"))
+            .ok_or_else(|| not_found("Commit"))?;
+        let tip = repo
+            .branches
+            .get(&branch)
+            .cloned()
+            .ok_or_else(|| not_found("Branch"))?;
+        let record = repo.commits.get(&sha);
+        let parent = record.map_or("", CommitRecord::first_parent);
+        let tree = |sha: &str| repo.tree_at(sha).unwrap_or_default();
+        let ours = tree(&tip);
+        let reverted = merge_trees(&tree(&sha), &ours, &tree(parent));
+        let merged = match reverted {
+            Ok(merged) if merged == ours => return Err(cannot_revert("empty")),
+            Ok(merged) => merged,
+            Err(_) => return Err(cannot_revert("conflict")),
+        };
+        let renames: Vec<(String, String)> = repo
+            .renames_between(parent, &sha)
+            .into_iter()
+            .map(|(from, to)| (to, from))
+            .collect();
+        let user = &self.users[&ctx.user()];
+        let title = record.map_or("Initial commit", |c| c.spec.title.as_str());
+        let merged_mr = p
+            .mrs
+            .values()
+            .find(|mr| mr.merge_commit_sha.as_ref() == Some(&sha));
+        let mut spec = CommitSpec::new("", "", changes_between(&ours, &merged, &renames))
+            .titled(&format!("Revert \"{}\"", title.trim()))
+            .author(&user.name, &user.email)
+            .committer(&user.name, &user.email);
+        spec.sha = repo.fresh_sha(&format!("revert {sha} {tip}"));
+        spec.body = match merged_mr {
+            Some(mr) => format!("This reverts merge request !{}", mr.iid),
+            None => format!("This reverts commit {sha}"),
+        };
+        self.pusher = ctx.who;
+        let new = self.push(project, &branch, tip, vec![spec], None);
+        Ok(Reply::json(201, self.commit_json(project, &new, true)))
     }
 
     fn get_commit(&self, ctx: &Ctx) -> Outcome {
@@ -3505,7 +4495,7 @@ impl State {
         let sha = repo
             .resolve(ctx.param("sha"))
             .ok_or_else(|| not_found("Commit"))?;
-        let parent = repo.commits.get(&sha).map(|c| c.parent.clone());
+        let parent = repo.commits.get(&sha).map(|c| c.first_parent().to_owned());
         let (additions, deletions) = parent.map_or((0, 0), |parent| {
             repo.diff(&parent, &sha)
                 .iter()
@@ -3545,6 +4535,48 @@ fn last_commit_for(repo: &Repo, sha: &str, path: &str) -> String {
         .or(chain.last())
         .cloned()
         .unwrap_or_default()
+}
+
+/// GitLab's refusal of a revert (`Commits::ChangeService`): `error_code` is `empty` when the
+/// revert would change nothing, `conflict` when it does not apply.
+fn cannot_revert(error_code: &str) -> Reply {
+    Reply::json(
+        400,
+        json!({
+            "message": "Sorry, we cannot revert this commit automatically. This commit may already have been reverted, or a more recent commit may have updated some of its content.",
+            "error_code": error_code,
+        }),
+    )
+}
+
+/// Whether git accepts `name` as a branch name (`git check-ref-format --branch`).
+fn valid_branch_name(name: &str) -> bool {
+    let forbidden = |c: char| c.is_ascii_control() || " ~^:?*[\\".contains(c);
+    !name.is_empty()
+        && name != "HEAD"
+        && !name.starts_with(['-', '/', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.ends_with(".lock")
+        && !name.contains("..")
+        && !name.contains("//")
+        && !name.contains("@{")
+        && !name.contains("/.")
+        && !name.chars().any(forbidden)
+}
+
+/// Parameters Grape `requires`, in order; all the missing ones are named in one error.
+fn required_params<const N: usize>(req: &Incoming, names: [&str; N]) -> Result<[String; N], Reply> {
+    let values = names.map(|name| req.param(name));
+    let missing: Vec<String> = names
+        .iter()
+        .zip(&values)
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| format!("{name} is missing"))
+        .collect();
+    match missing.is_empty() {
+        true => Ok(values.map(Option::unwrap_or_default)),
+        false => Err(Reply::grape_error(400, &missing.join(", "))),
+    }
 }
 
 // --- commit statuses ---------------------------------------------------------------------------
@@ -3784,8 +4816,7 @@ impl State {
         let path = &p.path_with_namespace;
         let iid = mr.iid;
         let draft = is_draft(&mr.title);
-        let mut labels = mr.labels.clone();
-        labels.sort();
+        let labels = sorted_labels(&mr.labels);
         let detailed = match (mr.state, draft) {
             ("opened", true) => "draft_status",
             ("opened", false) => "mergeable",
@@ -3824,7 +4855,7 @@ impl State {
             "merge_status": "can_be_merged",
             "detailed_merge_status": detailed,
             "sha": version.head,
-            "merge_commit_sha": null,
+            "merge_commit_sha": mr.merge_commit_sha,
             "squash_commit_sha": null,
             "discussion_locked": null,
             "should_remove_source_branch": null,
@@ -3885,9 +4916,9 @@ impl State {
             true => spec.title.clone(),
             false => format!("{}\n\n{}", spec.title, spec.body),
         };
-        let parents: Vec<&str> = match with_parents {
-            true => vec![commit.parent.as_str()],
-            false => Vec::new(),
+        let parents: &[String] = match with_parents {
+            true => &commit.parents,
+            false => &[],
         };
         json!({
             "id": sha,
@@ -3905,6 +4936,85 @@ impl State {
             "trailers": {},
             "extended_trailers": {},
             "web_url": web_url,
+        })
+    }
+
+    /// `Entities::Branch`; `merged` as `merged_to_root_ref?` reads it (in the default branch's
+    /// history, and not its tip).
+    fn branch_json(&self, project: u64, name: &str, who: Option<u64>) -> Value {
+        let p = self.project(project);
+        let repo = &p.repo;
+        let sha = &repo.branches[name];
+        let default = name == repo.default_branch;
+        let root = repo.branches.get(&repo.default_branch);
+        let merged = root.is_some_and(|root| root != sha && repo.is_ancestor(sha, root));
+        json!({
+            "name": name,
+            "commit": self.commit_json(project, sha, true),
+            "merged": merged,
+            "protected": default,
+            "developers_can_push": false,
+            "developers_can_merge": false,
+            "can_push": self.may_push(project, who, name),
+            "default": default,
+            "web_url": format!("{}/{}/-/tree/{name}", self.base_url, p.path_with_namespace),
+        })
+    }
+
+    /// `Entities::Issue`.
+    fn issue_json(&self, project: u64, iid: u64, who: Option<u64>) -> Value {
+        let p = self.project(project);
+        let issue = p.issue(iid);
+        let path = &p.path_with_namespace;
+        let api = format!("{}{API_PREFIX}/projects/{project}", self.base_url);
+        let assignees: Vec<Value> = issue.assignees.iter().map(|u| self.user_json(*u)).collect();
+        let subscribed = who.is_some_and(|u| u == issue.author || issue.assignees.contains(&u));
+        json!({
+            "id": issue.id,
+            "iid": iid,
+            "project_id": project,
+            "title": issue.title,
+            "description": issue.description,
+            "state": issue.state,
+            "created_at": ts(issue.created_at),
+            "updated_at": ts(issue.updated_at),
+            "closed_at": issue.closed_at.map(ts),
+            "closed_by": self.optional_user_json(issue.closed_by),
+            "labels": issue.labels,
+            "milestone": null,
+            "assignees": assignees,
+            "author": self.user_json(issue.author),
+            "type": "ISSUE",
+            "assignee": assignees.first().cloned().unwrap_or(Value::Null),
+            "user_notes_count": issue.notes.iter().filter(|n| !n.system).count(),
+            "merge_requests_count": 0,
+            "upvotes": 0,
+            "downvotes": 0,
+            "due_date": null,
+            "confidential": false,
+            "discussion_locked": null,
+            "issue_type": "issue",
+            "web_url": format!("{}/{path}/-/issues/{iid}", self.base_url),
+            "time_stats": {
+                "time_estimate": 0, "total_time_spent": 0,
+                "human_time_estimate": null, "human_total_time_spent": null,
+            },
+            "task_completion_status": { "count": 0, "completed_count": 0 },
+            "has_tasks": false,
+            "_links": {
+                "self": format!("{api}/issues/{iid}"),
+                "notes": format!("{api}/issues/{iid}/notes"),
+                "award_emoji": format!("{api}/issues/{iid}/award_emoji"),
+                "project": api,
+                "closed_as_duplicate_of": null,
+            },
+            "references": { "short": format!("#{iid}"), "relative": format!("#{iid}"), "full": format!("{path}#{iid}") },
+            "severity": "UNKNOWN",
+            "subscribed": subscribed,
+            "moved_to_id": null,
+            "service_desk_reply_to": null,
+            "imported": false,
+            "imported_from": "none",
         })
     }
 
@@ -3944,7 +5054,12 @@ impl State {
     }
 
     /// `Entities::Note`.
-    fn note_json(&self, project: u64, mr: &MergeRequest, note: &Note) -> Value {
+    fn note_json(&self, project: u64, noteable: Noteable, note: &Note) -> Value {
+        let p = self.project(project);
+        let (noteable_id, noteable_iid) = match noteable {
+            Noteable::Mr(iid) => (p.mr(iid).id, iid),
+            Noteable::Issue(iid) => (p.issue(iid).id, iid),
+        };
         json!({
             "id": note.id,
             "type": null,
@@ -3954,15 +5069,15 @@ impl State {
             "created_at": ts(note.created_at),
             "updated_at": ts(note.updated_at),
             "system": note.system,
-            "noteable_id": mr.id,
-            "noteable_type": "MergeRequest",
+            "noteable_id": noteable_id,
+            "noteable_type": noteable.type_name(),
             "project_id": project,
             "resolvable": false,
             "confidential": false,
             "internal": false,
             "imported": false,
             "imported_from": "none",
-            "noteable_iid": mr.iid,
+            "noteable_iid": noteable_iid,
             "commands_changes": {},
         })
     }
