@@ -249,7 +249,7 @@ expiry = 3
         printed(
             9,
             1,
-            "unknown field `expiry`, expected one of `approvers`, `ticket`, `expires_hours`, `review_within_hours`",
+            "unknown field `expiry`, expected one of `approvers`, `ticket`, `expires_hours`, `review_within_hours`, `overdue_review_blocks_bypass`",
             Some(SPELLING_HINT),
         )
     );
