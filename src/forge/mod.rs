@@ -11,6 +11,20 @@ use sha2::Digest as _;
 use crate::event::{ChangeAction, ChangeRef, Event};
 use crate::policy::{Policy, PolicyErrors, parse_policy};
 
+/// What a queued job asks of a forge's worker.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum JobKind {
+    /// Evaluate the change (or, once merged, act on its bypass and rollback requests).
+    #[default]
+    Change,
+    /// The job's number is an issue, closed: if it is a post-incident review, record it done.
+    IssueClosed {
+        /// Who closed it.
+        by: String,
+    },
+}
+
 /// The policy of a repository at a base commit.
 #[derive(Debug, Clone)]
 pub enum PolicyAt {

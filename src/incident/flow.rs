@@ -134,6 +134,128 @@ pub struct Stores<'a> {
     pub schedule: &'a Schedule,
 }
 
+/// One forge's incident state: its name and the stores, owned by its worker. The questions a
+/// worker asks while evaluating (a granted bypass, overdue reviews, a bypass to expire) go
+/// through it, the same for every forge.
+pub struct Desk {
+    forge: &'static str,
+    audit: std::sync::Arc<Audit>,
+    incidents: Incidents,
+    schedule: Schedule,
+}
+
+/// A store failure, for the forge to wrap in its error.
+pub type StoreFailure = String;
+
+impl Desk {
+    /// The desk of `forge`, on the ledger's store.
+    pub fn new(forge: &'static str, audit: std::sync::Arc<Audit>) -> Desk {
+        let pool = audit.ledger.pool().clone();
+        Desk {
+            forge,
+            audit,
+            incidents: Incidents::new(pool.clone()),
+            schedule: Schedule::new(pool),
+        }
+    }
+
+    /// The stores, for the steps below.
+    pub fn stores(&self) -> Stores<'_> {
+        Stores {
+            audit: &self.audit,
+            incidents: &self.incidents,
+            schedule: &self.schedule,
+        }
+    }
+
+    /// The bypass a rollback holds for its revert change, if `number` is one.
+    pub async fn granted_bypass(
+        &self,
+        repo: &str,
+        number: u64,
+    ) -> Result<Option<Comment>, StoreFailure> {
+        granted_bypass(&self.incidents, self.forge, repo, number)
+            .await
+            .map_err(|e| format!("the incident store: {e}"))
+    }
+
+    /// The repository's reviews overdue at `at`, when `policy` lets them block bypasses (and
+    /// none otherwise: then they do not matter).
+    pub async fn blocking_reviews(
+        &self,
+        policy: &Policy,
+        repo: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<OverdueReview>, StoreFailure> {
+        let blocks = policy
+            .emergency
+            .as_ref()
+            .is_some_and(|e| e.overdue_review_blocks_bypass);
+        if !blocks {
+            return Ok(Vec::new());
+        }
+        overdue_reviews(&self.incidents, self.forge, repo, at)
+            .await
+            .map_err(|e| format!("the incident store: {e}"))
+    }
+
+    /// A bypassed change is evaluated again when its bypass expires (`via`: see
+    /// [`DeadlinePayload::via`]).
+    pub async fn schedule_bypass_expiry(
+        &self,
+        repo: &str,
+        change: u64,
+        via: Option<u64>,
+        decision: &Decision,
+    ) -> Result<(), StoreFailure> {
+        schedule_bypass_expiry(&self.schedule, self.forge, repo, change, via, decision)
+            .await
+            .map_err(|e| format!("the schedule: {e}"))
+    }
+}
+
+/// What a due deadline asks of a forge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deadline {
+    /// A post-incident review fell due: remind (see [`review_due`]).
+    ReviewDue {
+        /// The review's issue.
+        issue: u64,
+    },
+    /// A bypass expired: evaluate the change again.
+    BypassExpired {
+        /// The change.
+        change: u64,
+    },
+}
+
+/// Reads a due deadline of `forge`: what it asks, and where.
+pub fn read_deadline(
+    forge: &str,
+    due: &crate::schedule::Due,
+) -> Result<(Deadline, DeadlinePayload), String> {
+    let payload: DeadlinePayload =
+        serde_json::from_str(&due.payload).map_err(|e| format!("deadline {}: {e}", due.key))?;
+    let kind = due
+        .kind
+        .strip_prefix(forge)
+        .and_then(|k| k.strip_prefix(':'))
+        .unwrap_or_default();
+    let deadline = match (kind, payload.issue) {
+        (super::REVIEW_DUE, Some(issue)) => Deadline::ReviewDue { issue },
+        (super::BYPASS_EXPIRY, _) => Deadline::BypassExpired {
+            change: payload.change,
+        },
+        _ => {
+            return Err(format!(
+                "deadline {} of kind {}: nothing to do",
+                due.key, due.kind
+            ));
+        }
+    };
+    Ok((deadline, payload))
+}
+
 fn when(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }

@@ -245,9 +245,9 @@ pub fn command_name(line: &str) -> Option<&str> {
     line.strip_prefix(COMMAND_PREFIX)?.split_whitespace().next()
 }
 
-/// A record of an incident step (a merge under bypass, a review opened, reminded or closed,
-/// a rollback opened): not a decision of the policy, so it carries no tier or reasons; its
-/// outcome names the step.
+/// A record of a step that is not a decision of the policy (a merge under bypass, a review
+/// opened, reminded or closed, a rollback opened, a policy that cannot be used): it carries no
+/// tier or reasons; its outcome names the step.
 pub fn incident_record(
     context: &Context,
     kind: RecordKind,
@@ -280,27 +280,14 @@ pub fn incident_record(
 
 /// The record for a policy that could not be used.
 pub fn policy_invalid(context: &Context, errors: &str) -> (String, DecisionRecord) {
-    let record = DecisionRecord {
-        version: RECORD_VERSION,
-        id: uuid::Uuid::new_v4().to_string(),
-        time_ms: context.time_ms,
-        forge: context.forge.clone(),
-        repo: context.repo.clone(),
-        repo_seq: 0,
-        number: context.number,
-        head_sha: context.head_sha.clone(),
-        base_sha: context.base_sha.clone(),
-        policy_sha: context.policy_sha.clone(),
-        kind: RecordKind::PolicyInvalid,
-        tier: None,
-        reasons: Vec::new(),
-        actor: None,
-        role: None,
-        outcome: "blocked".to_owned(),
-        detail: errors.to_owned(),
-        delivery: context.delivery.clone(),
-        prev_hash: String::new(),
-    };
+    // Not a decision of the policy either (there is none to apply): no tier, no reasons.
+    let record = incident_record(
+        context,
+        RecordKind::PolicyInvalid,
+        None,
+        "blocked",
+        errors.to_owned(),
+    );
     (
         format!("policy_invalid:{}:{}", context.base_sha, context.head_sha),
         record,

@@ -4,21 +4,18 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{self, ApiError, Identity, encode_component};
 use super::facts::{Gatherer, Login, PolicyAt, PullRequest};
 use super::publish;
-use super::worker::{GithubWorker, Job, JobKind, ledger_error};
+use super::worker::{GithubWorker, Job, JobKind, desk_error, ledger_error};
 use crate::event::InstallationId;
-use crate::incident::flow::{self, IssueNow, Merged, Revert, Stores, Tracker};
-use crate::incident::{self, DeadlinePayload, Reviewers};
+use crate::incident::flow::{self, Deadline, IssueNow, Merged, Revert, Tracker};
+use crate::incident::{self, Reviewers};
 use crate::ledger::decide::Context;
-use crate::policy::Decision;
 use crate::policy::commands::Rollback;
-use crate::policy::facts::{Comment, OverdueReview};
 use crate::queue::runner::BoxFuture;
 use crate::schedule::Due;
 use crate::scheduler::DeadlineHandler;
@@ -383,16 +380,6 @@ fn encode_ref(branch: &str) -> String {
 }
 
 impl GithubWorker {
-    fn stores(&self) -> Option<Stores<'_>> {
-        let audit = self.audit.as_deref()?;
-        let (incidents, schedule) = self.incidents.as_ref()?;
-        Some(Stores {
-            audit,
-            incidents,
-            schedule,
-        })
-    }
-
     async fn tracker<'a>(
         &'a self,
         repo: &'a str,
@@ -409,55 +396,6 @@ impl GithubWorker {
         })
     }
 
-    /// The bypass a rollback holds for its revert pull request, if it is one.
-    pub(super) async fn granted_bypass(
-        &self,
-        repo: &str,
-        number: u64,
-    ) -> Result<Option<Comment>, ApiError> {
-        let Some(stores) = self.stores() else {
-            return Ok(None);
-        };
-        flow::granted_bypass(stores.incidents, FORGE, repo, number)
-            .await
-            .map_err(|e| store_error("the incident store", e.to_string()))
-    }
-
-    /// The repository's post-incident reviews overdue at `at`.
-    pub(super) async fn overdue_reviews(
-        &self,
-        repo: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<OverdueReview>, ApiError> {
-        let Some(stores) = self.stores() else {
-            return Ok(Vec::new());
-        };
-        flow::overdue_reviews(stores.incidents, FORGE, repo, at)
-            .await
-            .map_err(|e| store_error("the incident store", e.to_string()))
-    }
-
-    /// A bypassed change is evaluated again when its bypass expires.
-    pub(super) async fn schedule_bypass_expiry(
-        &self,
-        job: &Job,
-        decision: &Decision,
-    ) -> Result<(), ApiError> {
-        let Some(stores) = self.stores() else {
-            return Ok(());
-        };
-        flow::schedule_bypass_expiry(
-            stores.schedule,
-            FORGE,
-            &job.repo,
-            job.number,
-            job.installation.map(|i| i.0),
-            decision,
-        )
-        .await
-        .map_err(|e| store_error("the schedule", e.to_string()))
-    }
-
     /// A merged pull request: its review if a bypass carried it, the rollbacks asked for since.
     pub(super) async fn after_merge(
         &self,
@@ -466,7 +404,7 @@ impl GithubWorker {
         identity: &Identity,
         pr: &PullRequest,
     ) -> Result<(), ApiError> {
-        let Some(stores) = self.stores() else {
+        let Some(desk) = &self.desk else {
             return Ok(());
         };
         let (policy, policy_sha) = match gatherer.policy(&pr.base.sha).await? {
@@ -483,7 +421,10 @@ impl GithubWorker {
         }
         let now = self.clock.now();
         let merged_at = pr.merged_at.unwrap_or(now);
-        let granted = self.granted_bypass(&job.repo, job.number).await?;
+        let granted = desk
+            .granted_bypass(&job.repo, job.number)
+            .await
+            .map_err(desk_error)?;
         let mut gathered = match gatherer
             .facts(&policy, pr, &identity.login, now, granted)
             .await
@@ -495,7 +436,7 @@ impl GithubWorker {
                 return Ok(());
             }
         };
-        stores
+        desk.stores()
             .audit
             .pin_command_heads(&job.repo, job.number, &mut gathered.facts.comments)
             .await
@@ -517,22 +458,18 @@ impl GithubWorker {
             merged_at,
             merged_by: pr.merged_by.as_ref().map(|l| l.login.clone()),
         };
-        let blocks = policy
-            .emergency
-            .as_ref()
-            .is_some_and(|e| e.overdue_review_blocks_bypass);
-        let (overdue_then, overdue_now) = if blocks {
-            (
-                self.overdue_reviews(&job.repo, merged_at).await?,
-                self.overdue_reviews(&job.repo, now).await?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let overdue_then = desk
+            .blocking_reviews(&policy, &job.repo, merged_at)
+            .await
+            .map_err(desk_error)?;
+        let overdue_now = desk
+            .blocking_reviews(&policy, &job.repo, now)
+            .await
+            .map_err(desk_error)?;
         let tracker = self.tracker(&job.repo, job.installation, Some(pr)).await?;
         let refused = flow::after_merge(
             &tracker,
-            stores,
+            desk.stores(),
             &policy,
             gathered.facts,
             &merged,
@@ -554,38 +491,36 @@ impl GithubWorker {
 
     /// An issue was closed: if it is a post-incident review, the review is recorded done.
     pub(super) async fn issue_closed(&self, job: &Job, by: &str) -> Result<(), ApiError> {
-        let Some(stores) = self.stores() else {
+        let Some(desk) = &self.desk else {
             return Ok(());
         };
         let tracker = self.tracker(&job.repo, job.installation, None).await?;
-        flow::issue_closed(&tracker, stores, job.number, by, self.clock.now()).await
+        flow::issue_closed(&tracker, desk.stores(), job.number, by, self.clock.now()).await
     }
 }
 
 impl DeadlineHandler for GithubWorker {
     fn handle<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let payload: DeadlinePayload =
-                serde_json::from_str(&due.payload).map_err(|e| e.to_string())?;
+            let (deadline, payload) = flow::read_deadline(FORGE, due)?;
             let installation = payload.via.map(InstallationId);
-            let kind = due
-                .kind
-                .strip_prefix(&format!("{FORGE}:"))
-                .unwrap_or_default();
-            match (kind, payload.issue, self.stores()) {
-                (incident::REVIEW_DUE, Some(issue), Some(stores)) => {
+            match deadline {
+                Deadline::ReviewDue { issue } => {
+                    let Some(desk) = &self.desk else {
+                        return Ok(());
+                    };
                     let tracker = self
                         .tracker(&payload.repo, installation, None)
                         .await
                         .map_err(|e| e.to_string())?;
-                    flow::review_due(&tracker, stores, issue, self.clock.now())
+                    flow::review_due(&tracker, desk.stores(), issue, self.clock.now())
                         .await
                         .map_err(|e| e.to_string())
                 }
-                (incident::BYPASS_EXPIRY, _, _) => {
+                Deadline::BypassExpired { change } => {
                     let job = Job {
                         repo: payload.repo,
-                        number: payload.change,
+                        number: change,
                         installation,
                         reset_first: false,
                         delivery: None,
@@ -594,10 +529,6 @@ impl DeadlineHandler for GithubWorker {
                     self.enqueue(vec![job], None)
                         .await
                         .map_err(|e| e.to_string())
-                }
-                (other, _, _) => {
-                    tracing::warn!(kind = other, "a deadline tollgate cannot act on is dropped");
-                    Ok(())
                 }
             }
         })

@@ -17,13 +17,13 @@ use super::publish::{self, CheckReport, Conclusion};
 use crate::clock::Clock;
 use crate::config::JobSettings;
 use crate::event::{Delivery, Event, Forge, InstallationId};
-use crate::incident::store::Incidents;
+pub use crate::forge::JobKind;
+use crate::incident::flow::Desk;
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
 use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
-use crate::schedule::Schedule;
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
 /// A pull request to (re-)evaluate.
@@ -43,21 +43,6 @@ pub struct Job {
     /// What to do (a change to evaluate unless it says otherwise).
     #[serde(default)]
     pub kind: JobKind,
-}
-
-/// What a job asks for. The number of a job names a pull request or an issue (GitHub numbers
-/// them in one sequence per repository, so their queue keys never collide).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum JobKind {
-    /// Evaluate the pull request (or, once merged, act on its bypass and rollback requests).
-    #[default]
-    Change,
-    /// An issue was closed: if it is a post-incident review, record it done.
-    IssueClosed {
-        /// Who closed it.
-        by: String,
-    },
 }
 
 /// Where templates a repository overrides live on its base branch.
@@ -80,7 +65,7 @@ pub struct GithubWorker {
     /// What time it is (bypasses expire and reviews fall due against it).
     pub(super) clock: Arc<dyn Clock>,
     /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
-    pub(super) incidents: Option<(Incidents, Schedule)>,
+    pub(super) desk: Option<Desk>,
 }
 
 /// How the worker is set up.
@@ -150,13 +135,13 @@ impl GithubWorker {
     /// Creates the worker and the durable queue's claim loops that feed it
     /// (`options.jobs.workers` of them; none for an intake-only process).
     pub fn start(api: GithubApi, options: WorkerOptions) -> Arc<GithubWorker> {
-        let incidents = options.audit.as_ref().map(|audit| {
-            let pool = audit.ledger.pool().clone();
-            (Incidents::new(pool.clone()), Schedule::new(pool))
-        });
+        let desk = options
+            .audit
+            .as_ref()
+            .map(|audit| Desk::new("github", Arc::clone(audit)));
         let worker = Arc::new(GithubWorker {
             clock: options.clock,
-            incidents,
+            desk,
             api,
             identity: OnceCell::new(),
             caches: Caches::default(),
@@ -357,7 +342,13 @@ impl GithubWorker {
                 .await?;
         }
         let now = self.clock.now();
-        let granted = self.granted_bypass(repo, job.number).await?;
+        let granted = match &self.desk {
+            Some(desk) => desk
+                .granted_bypass(repo, job.number)
+                .await
+                .map_err(desk_error)?,
+            None => None,
+        };
         let gathered = match gatherer
             .facts(&policy, pr, &identity.login, now, granted)
             .await
@@ -378,16 +369,20 @@ impl GithubWorker {
                 .await
                 .map_err(ledger_error)?;
         }
-        if policy
-            .emergency
-            .as_ref()
-            .is_some_and(|e| e.overdue_review_blocks_bypass)
-        {
-            gathered.facts.overdue_reviews = self.overdue_reviews(repo, now).await?;
+        if let Some(desk) = &self.desk {
+            gathered.facts.overdue_reviews = desk
+                .blocking_reviews(&policy, repo, now)
+                .await
+                .map_err(desk_error)?;
         }
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);
-        self.schedule_bypass_expiry(job, &decision).await?;
+        if let Some(desk) = &self.desk {
+            let via = job.installation.map(|i| i.0);
+            desk.schedule_bypass_expiry(repo, job.number, via, &decision)
+                .await
+                .map_err(desk_error)?;
+        }
         // Recorded before anything is published: no result without its signed record.
         let records = match &self.audit {
             Some(audit) => audit
@@ -530,6 +525,13 @@ impl GithubWorker {
             });
         }
         jobs
+    }
+}
+
+pub(super) fn desk_error(message: String) -> ApiError {
+    ApiError::Unexpected {
+        what: "the incident store".to_owned(),
+        message,
     }
 }
 

@@ -5,19 +5,15 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
 use super::api::{GitlabApi, GitlabError, MergeRequest, UserRef};
 use super::facts::{GatherError, gather};
 use super::publish::reply_to_refused_commands;
 use super::worker::{GitlabWorker, Job, JobKind, ledger_error};
 use crate::forge::PolicyAt;
-use crate::incident::flow::{self, IssueNow, Merged, Revert, Stores, Tracker};
-use crate::incident::{self, DeadlinePayload, Reviewers};
+use crate::incident::flow::{self, Deadline, IssueNow, Merged, Revert, Tracker};
+use crate::incident::{self, Reviewers};
 use crate::ledger::decide::Context;
-use crate::policy::Decision;
 use crate::policy::commands::Rollback;
-use crate::policy::facts::{Comment, OverdueReview};
 use crate::queue::runner::BoxFuture;
 use crate::schedule::Due;
 use crate::scheduler::DeadlineHandler;
@@ -206,16 +202,6 @@ impl Tracker for GitlabTracker<'_> {
 }
 
 impl GitlabWorker {
-    fn stores(&self) -> Option<Stores<'_>> {
-        let audit = self.audit.as_deref()?;
-        let (incidents, schedule) = self.incidents.as_ref()?;
-        Some(Stores {
-            audit,
-            incidents,
-            schedule,
-        })
-    }
-
     async fn tracker<'a>(
         &'a self,
         project: u64,
@@ -231,55 +217,6 @@ impl GitlabWorker {
         })
     }
 
-    /// The bypass a rollback holds for its revert merge request, if it is one.
-    pub(super) async fn granted_bypass(
-        &self,
-        job: &Job,
-        iid: u64,
-    ) -> Result<Option<Comment>, GitlabError> {
-        let Some(stores) = self.stores() else {
-            return Ok(None);
-        };
-        flow::granted_bypass(stores.incidents, FORGE, &job.path, iid)
-            .await
-            .map_err(|e| store_error("the incident store", e.to_string()))
-    }
-
-    /// The project's post-incident reviews overdue at `at`.
-    pub(super) async fn overdue_reviews(
-        &self,
-        job: &Job,
-        at: DateTime<Utc>,
-    ) -> Result<Vec<OverdueReview>, GitlabError> {
-        let Some(stores) = self.stores() else {
-            return Ok(Vec::new());
-        };
-        flow::overdue_reviews(stores.incidents, FORGE, &job.path, at)
-            .await
-            .map_err(|e| store_error("the incident store", e.to_string()))
-    }
-
-    /// A bypassed merge request is evaluated again when its bypass expires.
-    pub(super) async fn schedule_bypass_expiry(
-        &self,
-        job: &Job,
-        decision: &Decision,
-    ) -> Result<(), GitlabError> {
-        let Some(stores) = self.stores() else {
-            return Ok(());
-        };
-        flow::schedule_bypass_expiry(
-            stores.schedule,
-            FORGE,
-            &job.path,
-            job.iid,
-            Some(job.project),
-            decision,
-        )
-        .await
-        .map_err(|e| store_error("the schedule", e.to_string()))
-    }
-
     /// A merged merge request: its review if a bypass carried it, the rollbacks asked since.
     pub(super) async fn after_merge(
         &self,
@@ -287,7 +224,7 @@ impl GitlabWorker {
         mr: &MergeRequest,
         bot: &UserRef,
     ) -> Result<(), GitlabError> {
-        let Some(stores) = self.stores() else {
+        let Some(desk) = &self.desk else {
             return Ok(());
         };
         let Some(refs) = &mr.diff_refs else {
@@ -306,7 +243,10 @@ impl GitlabWorker {
         }
         let now = self.clock.now();
         let merged_at = mr.merged_at.unwrap_or(now);
-        let granted = self.granted_bypass(job, job.iid).await?;
+        let granted = desk
+            .granted_bypass(&job.path, job.iid)
+            .await
+            .map_err(GitlabError::Setup)?;
         let mut gathered =
             match gather(&self.api, job.project, mr, &policy, bot, now, granted).await {
                 Ok(gathered) => gathered,
@@ -316,7 +256,7 @@ impl GitlabWorker {
                     return Ok(());
                 }
             };
-        stores
+        desk.stores()
             .audit
             .pin_command_heads(&job.path, job.iid, &mut gathered.facts.comments)
             .await
@@ -342,22 +282,18 @@ impl GitlabWorker {
                 .or(mr.merged_by.as_ref())
                 .map(|u| u.username.clone()),
         };
-        let blocks = policy
-            .emergency
-            .as_ref()
-            .is_some_and(|e| e.overdue_review_blocks_bypass);
-        let (overdue_then, overdue_now) = if blocks {
-            (
-                self.overdue_reviews(job, merged_at).await?,
-                self.overdue_reviews(job, now).await?,
-            )
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let overdue_then = desk
+            .blocking_reviews(&policy, &job.path, merged_at)
+            .await
+            .map_err(GitlabError::Setup)?;
+        let overdue_now = desk
+            .blocking_reviews(&policy, &job.path, now)
+            .await
+            .map_err(GitlabError::Setup)?;
         let tracker = self.tracker(job.project, &job.path, Some(mr)).await?;
         let refused = flow::after_merge(
             &tracker,
-            stores,
+            desk.stores(),
             &policy,
             gathered.facts,
             &merged,
@@ -379,41 +315,39 @@ impl GitlabWorker {
 
     /// An issue was closed: if it is a post-incident review, the review is recorded done.
     pub(super) async fn issue_closed(&self, job: &Job, by: &str) -> Result<(), GitlabError> {
-        let Some(stores) = self.stores() else {
+        let Some(desk) = &self.desk else {
             return Ok(());
         };
         let tracker = self.tracker(job.project, &job.path, None).await?;
-        flow::issue_closed(&tracker, stores, job.iid, by, self.clock.now()).await
+        flow::issue_closed(&tracker, desk.stores(), job.iid, by, self.clock.now()).await
     }
 }
 
 impl DeadlineHandler for GitlabWorker {
     fn handle<'a>(&'a self, due: &'a Due) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let payload: DeadlinePayload =
-                serde_json::from_str(&due.payload).map_err(|e| e.to_string())?;
+            let (deadline, payload) = flow::read_deadline(FORGE, due)?;
             let Some(project) = payload.via else {
                 return Err(format!("deadline {} names no project", due.key));
             };
-            let kind = due
-                .kind
-                .strip_prefix(&format!("{FORGE}:"))
-                .unwrap_or_default();
-            match (kind, payload.issue, self.stores()) {
-                (incident::REVIEW_DUE, Some(issue), Some(stores)) => {
+            match deadline {
+                Deadline::ReviewDue { issue } => {
+                    let Some(desk) = &self.desk else {
+                        return Ok(());
+                    };
                     let tracker = self
                         .tracker(project, &payload.repo, None)
                         .await
                         .map_err(|e| e.to_string())?;
-                    flow::review_due(&tracker, stores, issue, self.clock.now())
+                    flow::review_due(&tracker, desk.stores(), issue, self.clock.now())
                         .await
                         .map_err(|e| e.to_string())
                 }
-                (incident::BYPASS_EXPIRY, _, _) => {
+                Deadline::BypassExpired { change } => {
                     let job = Job {
                         project,
                         path: payload.repo,
-                        iid: payload.change,
+                        iid: change,
                         reset_first: false,
                         delivery: None,
                         kind: JobKind::Change,
@@ -421,10 +355,6 @@ impl DeadlineHandler for GitlabWorker {
                     self.enqueue(vec![job], None)
                         .await
                         .map_err(|e| e.to_string())
-                }
-                (other, _, _) => {
-                    tracing::warn!(kind = other, "a deadline tollgate cannot act on is dropped");
-                    Ok(())
                 }
             }
         })

@@ -15,16 +15,16 @@ use super::publish::{publish_status, reply_to_refused_commands, status_state, up
 use crate::clock::Clock;
 use crate::config::JobSettings;
 use crate::event::Delivery;
+pub use crate::forge::JobKind;
 use crate::forge::PolicyAt;
 use crate::forge::github::publish::Conclusion;
-use crate::incident::store::Incidents;
+use crate::incident::flow::Desk;
 use crate::metrics::Metrics;
 use crate::policy::evaluate;
 use crate::policy::model::POLICY_PATH;
 use crate::queue::runner::{BoxFuture, Evaluator, Failure, Runner};
 use crate::queue::{Claim, JobQueue};
 use crate::render::{self, Renderer};
-use crate::schedule::Schedule;
 use crate::sink::{AcceptFuture, EventSink, SinkError};
 
 /// A merge request to (re-)evaluate.
@@ -43,21 +43,6 @@ pub struct Job {
     /// What to do (a merge request to evaluate unless it says otherwise).
     #[serde(default)]
     pub kind: JobKind,
-}
-
-/// What a job asks for. GitLab numbers issues and merge requests apart, so an issue's job has
-/// its own queue key.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case", tag = "type")]
-pub enum JobKind {
-    /// Evaluate the merge request (or, once merged, act on its bypass and rollback requests).
-    #[default]
-    Change,
-    /// Issue `iid` was closed: if it is a post-incident review, record it done.
-    IssueClosed {
-        /// Who closed it.
-        by: String,
-    },
 }
 
 /// The prefix of GitLab changes' queue keys.
@@ -100,7 +85,7 @@ pub struct GitlabWorker {
     /// What time it is (bypasses expire and reviews fall due against it).
     pub(super) clock: Arc<dyn Clock>,
     /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
-    pub(super) incidents: Option<(Incidents, Schedule)>,
+    pub(super) desk: Option<Desk>,
     /// Parsed policies by text (parsing a large policy takes milliseconds).
     policies: Mutex<HashMap<String, PolicyAt>>,
     runner: OnceLock<Arc<Runner>>,
@@ -109,13 +94,13 @@ pub struct GitlabWorker {
 impl GitlabWorker {
     /// Creates the worker and the claim loops that feed it.
     pub fn start(api: GitlabApi, options: WorkerOptions) -> Arc<GitlabWorker> {
-        let incidents = options.audit.as_ref().map(|audit| {
-            let pool = audit.ledger.pool().clone();
-            (Incidents::new(pool.clone()), Schedule::new(pool))
-        });
+        let desk = options
+            .audit
+            .as_ref()
+            .map(|audit| Desk::new("gitlab", Arc::clone(audit)));
         let worker = Arc::new(GitlabWorker {
             clock: options.clock,
-            incidents,
+            desk,
             api,
             identity: OnceCell::new(),
             check_name: options.check_name,
@@ -342,7 +327,13 @@ impl GitlabWorker {
                 .await?;
         }
         let now = self.clock.now();
-        let granted = self.granted_bypass(job, job.iid).await?;
+        let granted = match &self.desk {
+            Some(desk) => desk
+                .granted_bypass(&job.path, job.iid)
+                .await
+                .map_err(GitlabError::Setup)?,
+            None => None,
+        };
         let mut gathered =
             match gather(&self.api, job.project, mr, &policy, bot, now, granted).await {
                 Ok(gathered) => gathered,
@@ -365,16 +356,19 @@ impl GitlabWorker {
                 .await
                 .map_err(ledger_error)?;
         }
-        if policy
-            .emergency
-            .as_ref()
-            .is_some_and(|e| e.overdue_review_blocks_bypass)
-        {
-            gathered.facts.overdue_reviews = self.overdue_reviews(job, now).await?;
+        if let Some(desk) = &self.desk {
+            gathered.facts.overdue_reviews = desk
+                .blocking_reviews(&policy, &job.path, now)
+                .await
+                .map_err(GitlabError::Setup)?;
         }
         let facts = &gathered.facts;
         let decision = evaluate(&policy, facts);
-        self.schedule_bypass_expiry(job, &decision).await?;
+        if let Some(desk) = &self.desk {
+            desk.schedule_bypass_expiry(&job.path, job.iid, Some(job.project), &decision)
+                .await
+                .map_err(GitlabError::Setup)?;
+        }
         // Recorded before anything is published: no result without its signed record.
         let records = match &self.audit {
             Some(audit) => audit
