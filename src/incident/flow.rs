@@ -683,20 +683,32 @@ pub async fn issue_closed<T: Tracker>(
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<(), T::Error> {
-    let review = stores
-        .incidents
-        .review_by_issue(tracker.forge(), tracker.repo(), issue)
-        .await
-        .map_err(|e| tracker.store_error("the incident store", e.to_string()))?;
-    let Some(review) = review.filter(|r| r.state != ReviewState::Closed) else {
+    let Some((review, current)) = open_review(tracker, stores, issue).await? else {
         return Ok(());
     };
-    let current = tracker.issue(issue).await?;
     // Reopened since the delivery was sent: not done after all.
     if !current.closed {
         return Ok(());
     }
     record_review_closed(tracker, stores, &review, &current, by, now).await
+}
+
+/// The review whose issue is `issue`, unless there is none or it is on record as closed, and
+/// the issue as the forge has it now.
+async fn open_review<T: Tracker>(
+    tracker: &T,
+    stores: Stores<'_>,
+    issue: u64,
+) -> Result<Option<(Review, IssueNow)>, T::Error> {
+    let review = stores
+        .incidents
+        .review_by_issue(tracker.forge(), tracker.repo(), issue)
+        .await
+        .map_err(|e| tracker.store_error("the incident store", e.to_string()))?;
+    match review.filter(|r| r.state != ReviewState::Closed) {
+        Some(review) => Ok(Some((review, tracker.issue(issue).await?))),
+        None => Ok(None),
+    }
 }
 
 async fn record_review_closed<T: Tracker>(
@@ -789,15 +801,9 @@ pub async fn review_due<T: Tracker>(
     issue: u64,
     now: DateTime<Utc>,
 ) -> Result<(), T::Error> {
-    let review = stores
-        .incidents
-        .review_by_issue(tracker.forge(), tracker.repo(), issue)
-        .await
-        .map_err(|e| tracker.store_error("the incident store", e.to_string()))?;
-    let Some(review) = review.filter(|r| r.state != ReviewState::Closed) else {
+    let Some((review, current)) = open_review(tracker, stores, issue).await? else {
         return Ok(());
     };
-    let current = tracker.issue(issue).await?;
     if current.closed {
         // Closed while tollgate missed the delivery: record it now instead of reminding.
         let by = current
