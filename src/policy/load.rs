@@ -14,9 +14,9 @@ use toml::Spanned;
 
 use super::index::PathIndex;
 use super::model::{
-    ChangeKind, ClassifyRule, EmergencyPolicy, EvidenceRule, FileRequirement, KeyRule, KeyTrigger,
-    Member, MetricsPolicy, PathSet, Policy, RiskRule, RiskTier, RoleName, ShiftThreshold,
-    SignOffRequirement, TierPolicy, Tiers,
+    ChangeKind, ClassifyRule, DeploymentPolicy, EmergencyPolicy, EvidenceRule, FileRequirement,
+    KeyRule, KeyTrigger, Member, MetricsPolicy, PathSet, Policy, RiskRule, RiskTier, RoleName,
+    ShiftThreshold, SignOffRequirement, TierPolicy, Tiers,
 };
 
 /// The only policy format version so far.
@@ -85,6 +85,14 @@ struct RawPolicy {
     #[serde(default)]
     evidence: BTreeMap<String, Spanned<RawEvidence>>,
     emergency: Option<Spanned<RawEmergency>>,
+    deployment: Option<Spanned<RawDeployment>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    environments: Vec<Spanned<String>>,
+    canary: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +308,7 @@ impl Validator<'_> {
             .emergency
             .as_ref()
             .and_then(|e| self.emergency(e, &raw.roles));
+        let deployment = raw.deployment.as_ref().map(|d| self.deployment(d));
         let index = PathIndex::build(&classify, &metrics, &key_rules, &risk, &evidence).ok()?;
         Some(Policy {
             index,
@@ -312,7 +321,52 @@ impl Validator<'_> {
             tiers: tiers?,
             evidence,
             emergency,
+            deployment,
         })
+    }
+
+    fn deployment(&mut self, raw: &Spanned<RawDeployment>) -> DeploymentPolicy {
+        let d = raw.get_ref();
+        if d.environments.is_empty() {
+            self.error(
+                raw.span(),
+                "[deployment] names no environments",
+                Some("add environments = [\"production\"]".to_owned()),
+            );
+        }
+        for name in d.environments.iter().chain(&d.canary) {
+            if name.get_ref().trim().is_empty() {
+                self.error(
+                    name.span(),
+                    "an environment name cannot be empty",
+                    Some(
+                        "use the environment's name as GitHub shows it, e.g. \"production\""
+                            .to_owned(),
+                    ),
+                );
+            }
+        }
+        if let Some(canary) = &d.canary
+            && d.environments
+                .iter()
+                .any(|e| e.get_ref() == canary.get_ref())
+        {
+            self.error(
+                canary.span(),
+                format!(
+                    "`{}` cannot be both the canary and a gated environment",
+                    canary.get_ref()
+                ),
+                Some(
+                    "the canary is where the observation window runs before the gated environments"
+                        .to_owned(),
+                ),
+            );
+        }
+        DeploymentPolicy {
+            environments: d.environments.iter().map(|e| e.get_ref().clone()).collect(),
+            canary: d.canary.as_ref().map(|c| c.get_ref().clone()),
+        }
     }
 
     fn glob(&mut self, glob: &Spanned<String>) -> Option<globset::Glob> {

@@ -6,6 +6,7 @@
 pub mod classify;
 pub mod commands;
 pub mod decision;
+pub mod deployment;
 pub mod evaluate;
 pub mod evidence;
 pub mod facts;

@@ -372,6 +372,18 @@ pub struct EmergencyPolicy {
     pub overdue_review_blocks_bypass: bool,
 }
 
+/// `[deployment]`: the deployment gate. A deployment to one of `environments` is released only
+/// for a commit whose change passed its review (or was validly bypassed), and, when the change's
+/// tier has an observation window, only that many hours after the commit was deployed
+/// successfully to `canary`.
+#[derive(Debug, Clone)]
+pub struct DeploymentPolicy {
+    /// Environments the gate guards (e.g. `production`).
+    pub environments: Vec<String>,
+    /// Where the observation window runs; without it, a tier with a window cannot deploy.
+    pub canary: Option<String>,
+}
+
 /// A validated `.governance.toml`.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -393,6 +405,8 @@ pub struct Policy {
     pub evidence: BTreeMap<String, EvidenceRule>,
     /// The emergency bypass, when the policy allows one.
     pub emergency: Option<EmergencyPolicy>,
+    /// The deployment gate, when the policy has one.
+    pub deployment: Option<DeploymentPolicy>,
     /// Every path glob above, combined.
     pub index: super::index::PathIndex,
 }
