@@ -282,6 +282,21 @@ pub struct IssueClosed {
     pub closed_by: User,
 }
 
+/// A deployment waits for tollgate's approval (GitHub's custom deployment protection rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRequest {
+    /// The repository.
+    pub repo: Repo,
+    /// The environment deployed to.
+    pub environment: String,
+    /// The deployment's id.
+    pub deployment: Option<u64>,
+    /// The commit deployed, when the payload names it.
+    pub sha: Option<CommitSha>,
+    /// Where the answer goes (an API URL on the forge).
+    pub callback_url: String,
+}
+
 /// A parsed, verified webhook, reduced to what tollgate acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -300,6 +315,8 @@ pub enum Event {
     CheckRerequested(CheckRerequest),
     /// An issue was closed.
     IssueClosed(IssueClosed),
+    /// A deployment waits for tollgate's approval.
+    DeploymentRequested(DeploymentRequest),
     /// A well-formed delivery tollgate deliberately does not act on.
     Ignored {
         /// Why, for logs and the HTTP response.
@@ -325,6 +342,7 @@ impl Event {
             Event::CommentCreated(_) => "comment_created",
             Event::CheckRerequested(_) => "check_rerequested",
             Event::IssueClosed(_) => "issue_closed",
+            Event::DeploymentRequested(_) => "deployment_requested",
             Event::Ignored { .. } => "ignored",
         }
     }
@@ -339,6 +357,7 @@ impl Event {
             Event::Ping
             | Event::CheckRerequested(_)
             | Event::IssueClosed(_)
+            | Event::DeploymentRequested(_)
             | Event::Ignored { .. } => None,
         }
     }

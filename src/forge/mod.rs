@@ -23,6 +23,16 @@ pub enum JobKind {
         /// Who closed it.
         by: String,
     },
+    /// A deployment waits for the deployment gate's answer (the job's number is the
+    /// deployment's id, 0 when the payload named none).
+    Deployment {
+        /// The environment deployed to.
+        environment: String,
+        /// The commit deployed.
+        sha: Option<String>,
+        /// Where the answer goes.
+        callback_url: String,
+    },
 }
 
 /// The policy of a repository at a base commit.

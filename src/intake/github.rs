@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use super::ParseError;
 use crate::event::{
     Author, ChangeAction, ChangeClosed, ChangeNumber, ChangeRef, ChangeUpdate, CheckRerequest,
-    CommentEvent, CommitSha, Event, Forge, InstallationId, IssueClosed, Login, Repo, RepoName,
-    ReviewAction, ReviewEvent, ReviewState, User,
+    CommentEvent, CommitSha, DeploymentRequest, Event, Forge, InstallationId, IssueClosed, Login,
+    Repo, RepoName, ReviewAction, ReviewEvent, ReviewState, User,
 };
 
 /// Turns one verified GitHub delivery into an [`Event`].
@@ -28,6 +28,7 @@ pub fn parse(event_name: &str, body: &[u8]) -> Result<Event, ParseError> {
         "pull_request_review" => review(action, body),
         "issue_comment" => issue_comment(action, body),
         "issues" => issues(action, body),
+        "deployment_protection_rule" => deployment_protection_rule(action, body),
         "check_run" | "check_suite" => check_rerequest(event_name, action, body),
         other => Ok(Event::ignored(format!(
             "`{other}` events are not used by tollgate"
@@ -337,6 +338,38 @@ fn issues(action: &str, body: &[u8]) -> Result<Event, ParseError> {
         repo: repo(payload.repository, payload.installation),
         number: payload.issue.number,
         closed_by: payload.sender.into(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct Deployment {
+    id: u64,
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct DeploymentProtectionPayload {
+    environment: String,
+    deployment_callback_url: String,
+    deployment: Option<Deployment>,
+    repository: Repository,
+    installation: Option<Installation>,
+}
+
+/// A `deployment_protection_rule` delivery: a deployment waits for tollgate's answer.
+fn deployment_protection_rule(action: &str, body: &[u8]) -> Result<Event, ParseError> {
+    if action != "requested" {
+        return Ok(Event::ignored(format!(
+            "deployment_protection_rule action `{action}`: only requests are answered"
+        )));
+    }
+    let payload: DeploymentProtectionPayload = shape("deployment_protection_rule", body)?;
+    Ok(Event::DeploymentRequested(DeploymentRequest {
+        repo: repo(payload.repository, payload.installation),
+        environment: payload.environment,
+        deployment: payload.deployment.as_ref().map(|d| d.id),
+        sha: payload.deployment.map(|d| CommitSha::new(d.sha)),
+        callback_url: payload.deployment_callback_url,
     }))
 }
 

@@ -53,6 +53,10 @@ pub enum RecordKind {
     RollbackRefused,
     /// The revert of a rollback was opened.
     RollbackOpened,
+    /// The deployment gate released a deployment.
+    DeploymentApproved,
+    /// The deployment gate held a deployment back.
+    DeploymentRejected,
 }
 
 /// One decision, as recorded. Every field is part of the signed bytes.

@@ -117,6 +117,8 @@ pub struct Identity {
 /// The GitHub API for every installation tollgate serves.
 pub struct GithubApi {
     base: Arc<Octocrab>,
+    /// The API root the clients talk to.
+    api_url: url::Url,
     app_mode: bool,
     /// Installation clients, kept (and shared, never cloned: a cloned `Octocrab` copies its
     /// token cache) so the installation token is reused until shortly before it expires
@@ -153,9 +155,26 @@ impl GithubApi {
         };
         Ok(GithubApi {
             base: Arc::new(builder.build()?),
+            api_url: api_url.clone(),
             app_mode,
             installations: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The route of an API URL a payload gave (a deployment's callback), when it is on this
+    /// API: tollgate sends its token to the API it was configured with, nowhere else.
+    pub fn route_of(&self, url: &str) -> Option<String> {
+        let url = url::Url::parse(url).ok()?;
+        let base = &self.api_url;
+        if url.scheme() != base.scheme()
+            || url.host_str() != base.host_str()
+            || url.port_or_known_default() != base.port_or_known_default()
+        {
+            return None;
+        }
+        let prefix = base.path().trim_end_matches('/');
+        let rest = url.path().strip_prefix(prefix)?;
+        rest.starts_with('/').then(|| rest.to_owned())
     }
 
     /// Whether tollgate runs as a GitHub App (check runs) rather than with a token (statuses).
@@ -347,5 +366,38 @@ mod tests {
             "models/fraud%20card%2Bv2.md"
         );
         assert_eq!(encode_component("feature/a b"), "feature%2Fa%20b");
+    }
+
+    #[tokio::test]
+    async fn a_callback_url_is_followed_only_on_the_configured_api() {
+        let api = |root: &str| {
+            GithubApi::new(
+                &root.parse().unwrap(),
+                Auth::Token(secrecy::SecretString::from("t")),
+            )
+            .unwrap()
+        };
+        let github = api("https://api.github.com");
+        let route = "/repos/o/r/actions/runs/7/deployment_protection_rule";
+        assert_eq!(
+            github.route_of(&format!("https://api.github.com{route}")),
+            Some(route.to_owned())
+        );
+        for elsewhere in [
+            format!("https://evil.example{route}"),
+            format!("http://api.github.com{route}"),
+            format!("https://api.github.com:8443{route}"),
+        ] {
+            assert_eq!(github.route_of(&elsewhere), None, "{elsewhere}");
+        }
+        let enterprise = api("https://ghe.example/api/v3");
+        assert_eq!(
+            enterprise.route_of(&format!("https://ghe.example/api/v3{route}")),
+            Some(route.to_owned())
+        );
+        assert_eq!(
+            enterprise.route_of(&format!("https://ghe.example{route}")),
+            None
+        );
     }
 }

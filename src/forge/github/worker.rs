@@ -104,9 +104,18 @@ impl WorkerOptions {
 /// The prefix of GitHub changes' queue keys.
 const CHANGE_KEY_PREFIX: &str = "github:";
 
-/// The queue key of a pull request.
+/// The queue key of a job: its pull request or issue (GitHub numbers both in one sequence),
+/// or its deployment.
 fn change_key(job: &Job) -> String {
-    format!("{CHANGE_KEY_PREFIX}{}#{}", job.repo, job.number)
+    match &job.kind {
+        JobKind::Deployment { environment, .. } => format!(
+            "{CHANGE_KEY_PREFIX}{}@deployment:{}:{environment}",
+            job.repo, job.number
+        ),
+        JobKind::Change | JobKind::IssueClosed { .. } => {
+            format!("{CHANGE_KEY_PREFIX}{}#{}", job.repo, job.number)
+        }
+    }
 }
 
 impl Evaluator for GithubWorker {
@@ -195,7 +204,7 @@ impl GithubWorker {
     /// Evaluates a claimed pull request: its jobs coalesce into one evaluation of its latest
     /// state.
     async fn evaluate_claim(&self, claim: &Claim) -> Result<(), Failure> {
-        let (jobs, closed): (Vec<Job>, Vec<Job>) = claim
+        let (jobs, others): (Vec<Job>, Vec<Job>) = claim
             .decode::<Job>()
             .into_iter()
             .partition(|job| job.kind == JobKind::Change);
@@ -203,10 +212,20 @@ impl GithubWorker {
             wait_at_least: error.rate_limit_wait(Utc::now()),
             message: error.to_string(),
         };
-        if let Some(job) = closed.last()
-            && let JobKind::IssueClosed { by } = &job.kind
-        {
-            self.issue_closed(job, by).await.map_err(failure)?;
+        for job in &others {
+            match &job.kind {
+                JobKind::IssueClosed { by } => self.issue_closed(job, by).await,
+                JobKind::Deployment {
+                    environment,
+                    sha,
+                    callback_url,
+                } => {
+                    self.deployment_gate(job, environment, sha.as_deref(), callback_url)
+                        .await
+                }
+                JobKind::Change => Ok(()),
+            }
+            .map_err(failure)?;
         }
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
@@ -511,6 +530,20 @@ impl GithubWorker {
                 delivery: delivery.id.as_ref().map(|d| d.to_string()),
                 kind: JobKind::Change,
             }));
+        }
+        if let Event::DeploymentRequested(request) = &delivery.event {
+            jobs.push(Job {
+                repo: request.repo.name.to_string(),
+                number: request.deployment.unwrap_or_default(),
+                installation: request.repo.installation,
+                reset_first: false,
+                delivery: delivery.id.as_ref().map(|d| d.to_string()),
+                kind: JobKind::Deployment {
+                    environment: request.environment.clone(),
+                    sha: request.sha.as_ref().map(|s| s.to_string()),
+                    callback_url: request.callback_url.clone(),
+                },
+            });
         }
         if let Event::IssueClosed(closed) = &delivery.event {
             jobs.push(Job {

@@ -54,6 +54,10 @@ fn change_key(job: &Job) -> String {
         JobKind::IssueClosed { .. } => {
             format!("{CHANGE_KEY_PREFIX}{}#issue-{}", job.path, job.iid)
         }
+        // GitLab has no deployment gate (yet); kept apart should one ever be queued.
+        JobKind::Deployment { .. } => {
+            format!("{CHANGE_KEY_PREFIX}{}@deployment:{}", job.path, job.iid)
+        }
     }
 }
 
@@ -197,10 +201,10 @@ impl GitlabWorker {
             wait_at_least: error.rate_limit_wait(),
             message: error.to_string(),
         };
-        if let Some(job) = closed.last()
-            && let JobKind::IssueClosed { by } = &job.kind
-        {
-            self.issue_closed(job, by).await.map_err(failure)?;
+        for job in &closed {
+            if let JobKind::IssueClosed { by } = &job.kind {
+                self.issue_closed(job, by).await.map_err(failure)?;
+            }
         }
         let Some(mut job) = jobs.last().cloned() else {
             return Ok(());
