@@ -418,3 +418,53 @@ fn check_rerequest(event_name: &str, action: &str, body: &[u8]) -> Result<Event,
             .collect(),
     }))
 }
+
+#[cfg(test)]
+mod deployment_tests {
+    use super::*;
+
+    fn payload(action: &str, deployment: bool) -> Vec<u8> {
+        let mut json = serde_json::json!({
+            "action": action,
+            "environment": "production",
+            "event": "deployment",
+            "deployment_callback_url": "https://api.github.com/repos/acme/ml/actions/runs/42/deployment_protection_rule",
+            "repository": {"id": 9, "full_name": "acme/ml"},
+            "installation": {"id": 77},
+            "sender": {"login": "octocat", "id": 1},
+        });
+        if deployment {
+            json["deployment"] = serde_json::json!({"id": 5, "sha": "abc123", "ref": "main"});
+        }
+        serde_json::to_vec(&json).unwrap()
+    }
+
+    #[test]
+    fn a_protection_rule_request_names_the_environment_commit_and_callback() {
+        let event = parse("deployment_protection_rule", &payload("requested", true)).unwrap();
+        let Event::DeploymentRequested(request) = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(request.environment, "production");
+        assert_eq!(request.deployment, Some(5));
+        assert_eq!(request.sha.as_ref().map(|s| s.as_str()), Some("abc123"));
+        assert_eq!(request.repo.installation, Some(InstallationId(77)));
+        assert!(
+            request
+                .callback_url
+                .ends_with("/runs/42/deployment_protection_rule")
+        );
+        // The deployment is optional in GitHub's schema: the gate then rejects, naming why.
+        let event = parse("deployment_protection_rule", &payload("requested", false)).unwrap();
+        let Event::DeploymentRequested(request) = event else {
+            panic!("{event:?}");
+        };
+        assert_eq!(request.sha, None);
+    }
+
+    #[test]
+    fn other_protection_rule_actions_are_ignored() {
+        let event = parse("deployment_protection_rule", &payload("answered", true)).unwrap();
+        assert!(matches!(event, Event::Ignored { .. }), "{event:?}");
+    }
+}
