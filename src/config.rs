@@ -108,6 +108,7 @@ struct FileConfig {
     job_lease_secs: Option<u64>,
     job_give_up_secs: Option<u64>,
     scheduler_poll_secs: Option<u64>,
+    public_url: Option<String>,
     log_format: Option<String>,
 }
 
@@ -135,6 +136,7 @@ pub const KEYS: &[&str] = &[
     "job_lease_secs",
     "job_give_up_secs",
     "scheduler_poll_secs",
+    "public_url",
     "log_format",
 ];
 
@@ -206,6 +208,9 @@ pub struct ServerConfig {
     pub gitlab: GitlabConfig,
     /// Ed25519 private key used to sign decision records.
     pub signing_key_file: Option<PathBuf>,
+    /// Where people reach this server (`https://tollgate.example.com`): the check's details
+    /// link and the commit status's target go to the change's decision page there.
+    pub public_url: Option<url::Url>,
     /// An org-wide `.governance.toml` for repositories that have none (validated at start).
     pub default_policy: Option<std::sync::Arc<crate::policy::Policy>>,
     /// Name of the check run / commit status tollgate publishes.
@@ -516,8 +521,13 @@ impl Layered<'_> {
             give_up_after,
             scheduler_poll,
         };
+        let public_url = self.plain::<url::Url>("public_url", f.public_url)?;
+        if let Some(url) = &public_url {
+            self.require_http("public_url", url)?;
+        }
         let log_format = self.plain("log_format", f.log_format)?.unwrap_or_default();
         Ok(ServerConfig {
+            public_url,
             listen,
             database_url,
             github: GithubConfig {
@@ -661,6 +671,9 @@ fn hint(key: &str) -> &'static str {
             " (expected a URL, e.g. https://api.github.com or https://ghe.example.com/api/v3)"
         }
         "gitlab_url" => " (expected the instance root, e.g. https://gitlab.com)",
+        "public_url" => {
+            " (expected the address people reach tollgate at, e.g. https://tollgate.example.com)"
+        }
         "github_app_id"
         | "drain_timeout_secs"
         | "workers"

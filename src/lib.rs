@@ -13,6 +13,7 @@ pub mod incident;
 pub mod intake;
 pub mod ledger;
 pub mod metrics;
+pub mod pages;
 pub mod policy;
 pub mod queue;
 pub mod render;

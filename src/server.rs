@@ -96,6 +96,11 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let audit = Arc::new(open_audit(&config).await?);
     let public_pem = crate::ledger::keys::public_pem(&audit.key.verifying_key());
+    let pages = crate::pages::PagesState {
+        pages: crate::pages::Pages::new(audit.ledger.pool().clone()),
+        ledger: audit.ledger.clone(),
+        key: audit.key.verifying_key(),
+    };
     let metrics = Metrics::new();
     let pool = audit.ledger.pool().clone();
     let (sink, workers) = sink_for(&config, audit, &metrics)?;
@@ -104,13 +109,15 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         gitlab: config.gitlab.webhook_tokens.clone(),
     };
     log_start(&config, local);
-    let app = router(IntakeState::new(secrets, metrics.clone(), sink), metrics).route(
-        SIGNING_KEY_ROUTE,
-        get(move || {
-            let pem = public_pem.clone();
-            async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], pem) }
-        }),
-    );
+    let app = router(IntakeState::new(secrets, metrics.clone(), sink), metrics)
+        .merge(crate::pages::router(pages))
+        .route(
+            SIGNING_KEY_ROUTE,
+            get(move || {
+                let pem = public_pem.clone();
+                async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], pem) }
+            }),
+        );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // Deadlines (review reminders, bypass expiry) are acted on by the replicas that evaluate.
@@ -304,6 +311,7 @@ fn sink_for(
                 jobs: config.jobs,
                 metrics: metrics.clone(),
                 clock: crate::clock::system(),
+                public_url: config.public_url.clone(),
             },
         ));
     }
@@ -320,6 +328,7 @@ fn sink_for(
                 jobs: config.jobs,
                 metrics: metrics.clone(),
                 clock: crate::clock::system(),
+                public_url: config.public_url.clone(),
             },
         ));
     }

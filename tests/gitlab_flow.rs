@@ -98,6 +98,7 @@ impl Tester {
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
                 clock: tollgate::clock::system(),
+                public_url: None,
             },
         );
         let secrets = IntakeSecrets {

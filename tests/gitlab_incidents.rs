@@ -126,6 +126,7 @@ impl Tester {
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
+                public_url: None,
             },
         );
         let scheduler = Scheduler::new(

@@ -380,6 +380,7 @@ impl GitlabForge {
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
                 clock: tollgate::clock::system(),
+                public_url: None,
             },
         );
         let secrets = IntakeSecrets {

@@ -390,6 +390,11 @@ fn listed_reasons(decision: &Decision) -> Vec<String> {
     reasons
 }
 
+/// What the sticky comment shows, as data: the decision page renders it in HTML.
+pub fn page_view(decision: &Decision, facts: &ChangeFacts) -> serde_json::Value {
+    serde_json::to_value(View::new(decision, facts)).unwrap_or(serde_json::Value::Null)
+}
+
 /// One ledger record, readably.
 fn record_line(signed: &SignedRecord) -> String {
     let record = &signed.record;

@@ -66,6 +66,9 @@ pub struct GithubWorker {
     pub(super) clock: Arc<dyn Clock>,
     /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
     pub(super) desk: Option<Desk>,
+    /// The decision pages (with the ledger's store), and where they are served.
+    pages: Option<crate::pages::Pages>,
+    public_url: Option<url::Url>,
 }
 
 /// How the worker is set up.
@@ -84,6 +87,8 @@ pub struct WorkerOptions {
     pub metrics: Metrics,
     /// What time it is.
     pub clock: Arc<dyn Clock>,
+    /// Where tollgate's pages are served (the check's details link goes to the change's page).
+    pub public_url: Option<url::Url>,
 }
 
 impl WorkerOptions {
@@ -97,6 +102,7 @@ impl WorkerOptions {
             jobs: JobSettings::default(),
             metrics: Metrics::new(),
             clock: crate::clock::system(),
+            public_url: None,
         }
     }
 }
@@ -151,6 +157,11 @@ impl GithubWorker {
         let worker = Arc::new(GithubWorker {
             clock: options.clock,
             desk,
+            pages: options
+                .audit
+                .as_ref()
+                .map(|audit| crate::pages::Pages::new(audit.ledger.pool().clone())),
+            public_url: options.public_url,
             api,
             identity: OnceCell::new(),
             caches: Caches::default(),
@@ -421,12 +432,28 @@ impl GithubWorker {
                 return self.publish(client, repo, identity, sha, &report).await;
             }
         };
+        let page = crate::pages::PageEntry {
+            forge: "github".to_owned(),
+            repo: repo.to_owned(),
+            number: job.number,
+            title: pr.title.clone(),
+            url: pr.html_url.clone().unwrap_or_default(),
+            head_sha: sha.to_owned(),
+            outcome: decision.outcome.name().to_owned(),
+            decided_ms: now.timestamp_millis(),
+            view: render::page_view(&decision, facts),
+        };
+        let details_url =
+            match crate::pages::save(self.pages.as_ref(), &page, self.public_url.as_ref()).await {
+                Some(url) => Some(url),
+                None => pr.html_url.clone(),
+            };
         let report = CheckReport {
             conclusion: Some(Conclusion::of(&decision)),
             title: render::headline(&decision),
             summary,
             annotations: publish::annotations(&decision),
-            details_url: pr.html_url.clone(),
+            details_url,
         };
         tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
         self.publish(client, repo, identity, sha, &report).await?;

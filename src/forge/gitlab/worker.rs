@@ -77,6 +77,8 @@ pub struct WorkerOptions {
     pub metrics: Metrics,
     /// What time it is.
     pub clock: Arc<dyn Clock>,
+    /// Where tollgate's pages are served (the status links to the change's page).
+    pub public_url: Option<url::Url>,
 }
 
 /// Shared state of the GitLab worker.
@@ -90,6 +92,9 @@ pub struct GitlabWorker {
     pub(super) clock: Arc<dyn Clock>,
     /// Post-incident reviews and rollbacks, and the deadlines they set (with the ledger's store).
     pub(super) desk: Option<Desk>,
+    /// The decision pages (with the ledger's store), and where they are served.
+    pages: Option<crate::pages::Pages>,
+    public_url: Option<url::Url>,
     /// Parsed policies by text (parsing a large policy takes milliseconds).
     policies: Mutex<HashMap<String, PolicyAt>>,
     runner: OnceLock<Arc<Runner>>,
@@ -105,6 +110,11 @@ impl GitlabWorker {
         let worker = Arc::new(GitlabWorker {
             clock: options.clock,
             desk,
+            pages: options
+                .audit
+                .as_ref()
+                .map(|audit| crate::pages::Pages::new(audit.ledger.pool().clone())),
+            public_url: options.public_url,
             api,
             identity: OnceCell::new(),
             check_name: options.check_name,
@@ -388,9 +398,31 @@ impl GitlabWorker {
                 GitlabError::Setup(format!("cannot render the merge request note: {error}"))
             })?;
         tracing::info!(outcome = decision.outcome.name(), tier = ?decision.tier, "decided");
+        let page = crate::pages::PageEntry {
+            forge: "gitlab".to_owned(),
+            repo: job.path.clone(),
+            number: job.iid,
+            title: mr.title.clone(),
+            url: mr.web_url.clone(),
+            head_sha: sha.to_owned(),
+            outcome: decision.outcome.name().to_owned(),
+            decided_ms: now.timestamp_millis(),
+            view: render::page_view(&decision, facts),
+        };
+        let target = crate::pages::save(self.pages.as_ref(), &page, self.public_url.as_ref())
+            .await
+            .unwrap_or_else(|| mr.web_url.clone());
         let state = status_state(Conclusion::of(&decision));
-        self.status(job, mr, state, &render::headline(&decision))
-            .await?;
+        publish_status(
+            &self.api,
+            job.project,
+            sha,
+            state,
+            &self.check_name,
+            &render::headline(&decision),
+            Some(&target),
+        )
+        .await?;
         if decision.tier.is_some() {
             upsert_note(&self.api, job.project, job.iid, bot, &note, &gathered.notes).await?;
             reply_to_refused_commands(
