@@ -5,7 +5,9 @@ mod common;
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::fake_github::{CommitSpec, FakeGitHub, FileChange, PR_FILES_CAP, PrSpec};
+use common::fake_github::{
+    CommitSpec, FakeGitHub, FileChange, PR_FILES_CAP, PrSpec, ProtectionAnswer,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -1116,6 +1118,13 @@ fn bad_requests() -> Vec<BadRequest> {
             "query parameter `per_page`: `many` is not of type integer",
         ),
         bad(
+            Method::POST,
+            format!("/repos/{REPO}/actions/runs/1/deployment_protection_rule"),
+            Some(json!({ "environment_name": "production", "state": "approve" })),
+            422,
+            "matches none of the anyOf alternatives",
+        ),
+        bad(
             Method::GET,
             format!("/repos/{REPO}/secrets"),
             None,
@@ -1178,6 +1187,7 @@ async fn openapi_validation_reports_each_broken_rule() {
     );
     let history = &fake.check_runs(REPO)[0].history;
     assert_eq!(history.len(), 1, "the refused PATCH did not touch the run");
+    assert!(fake.protection_answers(REPO).is_empty(), "nor the gate");
     let check = std::panic::AssertUnwindSafe(|| fake.assert_requests_match_openapi());
     let panic = std::panic::catch_unwind(check).expect_err("violations make it panic");
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
@@ -2137,6 +2147,411 @@ async fn issues_take_labels_comments_and_close() {
     assert_eq!(
         api.patch(&format!("{issues}/99"), json!({})).await.status,
         404
+    );
+    fake.assert_requests_match_openapi();
+}
+
+// --- deployments and protection rules ----------------------------------------------------------
+
+/// Asserts that an answer fits the OpenAPI subset's schema for its status (without the subset,
+/// nothing is checked).
+fn assert_fits_openapi(fake: &FakeGitHub, method: &str, path: &str, answer: &Answer) {
+    let path = path.strip_prefix(&fake.url()).unwrap_or(path);
+    let problems = fake.openapi_response_problems(method, path, answer.status, &answer.body);
+    if let Some(problems) = problems {
+        assert!(problems.is_empty(), "{method} {path}: {problems:#?}");
+    }
+}
+
+/// The `id` of every item of a list.
+fn ids(list: &Value) -> Vec<u64> {
+    column(list, "/id")
+        .iter()
+        .map(|id| id.as_u64().unwrap_or_else(|| panic!("{id} is not an id")))
+        .collect()
+}
+
+/// Three deployments: `main` at `m1` to production, then to staging; five minutes later,
+/// `feature` at `f1` to production.
+fn sample_deployments(fake: &FakeGitHub) -> [u64; 3] {
+    let prod_main = fake.add_deployment(REPO, "production", "m1", "main");
+    let staging_main = fake.add_deployment(REPO, "staging", "m1", "main");
+    fake.advance(TimeDelta::minutes(5));
+    let prod_feature = fake.add_deployment(REPO, "production", "f1", "feature");
+    [prod_main, staging_main, prod_feature]
+}
+
+#[tokio::test]
+async fn deployments_are_listed_newest_first_and_filtered() {
+    let (fake, app) = app_fake().await;
+    let start = fake.now();
+    let [prod_main, staging_main, prod_feature] = sample_deployments(&fake);
+    let path = format!("/repos/{REPO}/deployments");
+    let all = app.get(&path).await;
+    assert_eq!(all.status, 200);
+    assert_fits_openapi(&fake, "GET", &path, &all);
+    assert_eq!(ids(&all.body), [prod_feature, staging_main, prod_main]);
+    let newest = &all.body[0];
+    let fields = [
+        "/sha",
+        "/ref",
+        "/task",
+        "/environment",
+        "/original_environment",
+        "/production_environment",
+        "/transient_environment",
+        "/payload",
+        "/description",
+        "/creator/login",
+        "/creator/type",
+        "/performed_via_github_app/slug",
+    ];
+    assert_eq!(
+        pick(newest, &fields),
+        json!([
+            "f1",
+            "feature",
+            "deploy",
+            "production",
+            "production",
+            true,
+            false,
+            {},
+            null,
+            "github-actions[bot]",
+            "Bot",
+            "github-actions"
+        ])
+    );
+    let url = format!("{}/repos/{REPO}/deployments/{prod_feature}", fake.url());
+    assert_eq!(
+        pick(newest, &["/url", "/statuses_url"]),
+        json!([url, format!("{url}/statuses")])
+    );
+    assert_eq!(all.body[1]["production_environment"], false);
+    assert_eq!(time(&all.body[2]["created_at"]), start);
+    let later = start + TimeDelta::seconds(2) + TimeDelta::minutes(5);
+    assert_eq!(time(&newest["created_at"]), later);
+    assert_eq!(time(&newest["updated_at"]), later);
+
+    let filtered: [(&str, &[u64]); 7] = [
+        ("environment=production", &[prod_feature, prod_main]),
+        ("environment=Production", &[prod_feature, prod_main]),
+        ("sha=m1", &[staging_main, prod_main]),
+        ("ref=feature", &[prod_feature]),
+        ("sha=m1&environment=staging", &[staging_main]),
+        ("task=deploy", &[prod_feature, staging_main, prod_main]),
+        ("task=deploy:migrations", &[]),
+    ];
+    for (query, expected) in filtered {
+        let answer = app.get(&format!("{path}?{query}")).await;
+        assert_eq!(ids(&answer.body), expected, "{query}");
+    }
+    let elsewhere = app.get("/repos/acme/elsewhere/deployments").await;
+    assert_eq!(elsewhere.status, 404);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn deployments_page_through_link_headers() {
+    let (fake, app) = app_fake().await;
+    let mut production: Vec<u64> = (0..7)
+        .map(|i| fake.add_deployment(REPO, "production", &format!("s{i}"), "main"))
+        .collect();
+    fake.add_deployment(REPO, "staging", "s9", "main");
+    production.reverse();
+    let first = format!("/repos/{REPO}/deployments?environment=production&per_page=3");
+    let page = app.get(&first).await;
+    assert_eq!(ids(&page.body), production[..3]);
+    let next = link_to(&page, "next").expect("a next page");
+    assert!(
+        next.contains("environment=production") && next.contains("page=2"),
+        "{next}"
+    );
+    let last = link_to(&page, "last").expect("a last page");
+    assert!(last.contains("page=3"), "{last}");
+    let (items, pages) = all_pages(&app, &first).await;
+    assert_eq!(pages, 3);
+    assert_eq!(ids(&Value::Array(items)), production);
+    let beyond = app.get(&format!("{first}&page=4")).await;
+    assert_eq!((beyond.status, &beyond.body), (200, &json!([])));
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn deployment_statuses_are_listed_newest_first() {
+    let (fake, app) = app_fake().await;
+    let [prod_main, staging_main, prod_feature] = sample_deployments(&fake);
+    let queued = fake.add_deployment_status(REPO, prod_main, "queued");
+    fake.advance(TimeDelta::seconds(30));
+    let running = fake.add_deployment_status(REPO, prod_main, "in_progress");
+    let finished = fake.now();
+    let done = fake.add_deployment_status(REPO, prod_main, "success");
+    fake.add_deployment_status(REPO, staging_main, "failure");
+
+    let path = format!("/repos/{REPO}/deployments/{prod_main}/statuses");
+    let listed = app.get(&path).await;
+    assert_eq!(listed.status, 200);
+    assert_fits_openapi(&fake, "GET", &path, &listed);
+    assert_eq!(ids(&listed.body), [done, running, queued]);
+    assert_eq!(
+        column(&listed.body, "/state"),
+        [json!("success"), json!("in_progress"), json!("queued")]
+    );
+    let times: Vec<DateTime<Utc>> = column(&listed.body, "/created_at")
+        .iter()
+        .map(time)
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] > w[1]), "{times:?}");
+    assert_eq!(times[0], finished);
+    let deployment_url = format!("{}/repos/{REPO}/deployments/{prod_main}", fake.url());
+    let fields = [
+        "/environment",
+        "/creator/login",
+        "/deployment_url",
+        "/url",
+        "/performed_via_github_app/slug",
+    ];
+    assert_eq!(
+        pick(&listed.body[0], &fields),
+        json!([
+            "production",
+            "github-actions[bot]",
+            deployment_url,
+            format!("{deployment_url}/statuses/{done}"),
+            "github-actions"
+        ])
+    );
+    let deployment = app
+        .get(&format!(
+            "/repos/{REPO}/deployments?sha=m1&environment=production"
+        ))
+        .await;
+    assert_eq!(
+        time(&deployment.body[0]["updated_at"]),
+        finished,
+        "a status moves its deployment's updated_at"
+    );
+
+    let paged = app.get(&format!("{path}?per_page=2")).await;
+    assert_eq!(ids(&paged.body), [done, running]);
+    let next = link_to(&paged, "next").expect("a second page");
+    assert_eq!(ids(&app.get(&next).await.body), [queued]);
+    let none_yet = app
+        .get(&format!(
+            "/repos/{REPO}/deployments/{prod_feature}/statuses"
+        ))
+        .await;
+    assert_eq!((none_yet.status, &none_yet.body), (200, &json!([])));
+    let unknown_path = format!("/repos/{REPO}/deployments/999999/statuses");
+    let unknown = app.get(&unknown_path).await;
+    assert_eq!(
+        (unknown.status, &unknown.body["message"]),
+        (404, &json!("Not Found"))
+    );
+    assert_fits_openapi(&fake, "GET", &unknown_path, &unknown);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn response_checks_catch_a_broken_deployment() {
+    let fake = FakeGitHub::start().await;
+    let path = format!("/repos/{REPO}/deployments");
+    let broken = json!([{ "id": "one", "environment": "production" }]);
+    let Some(problems) = fake.openapi_response_problems("GET", &path, 200, &broken) else {
+        eprintln!("skipped: no OpenAPI subset");
+        return;
+    };
+    let all = problems.join("\n");
+    assert!(all.contains("response[0].id: expected integer"), "{all}");
+    assert!(all.contains("required property `sha` is missing"), "{all}");
+    let undocumented = fake.openapi_response_problems("GET", &path, 418, &json!([]));
+    assert_eq!(
+        undocumented,
+        Some(vec!["the description lists no 418 response".to_owned()])
+    );
+}
+
+#[tokio::test]
+#[should_panic(expected = "unknown deployment state done")]
+async fn deployment_states_are_githubs() {
+    let fake = FakeGitHub::start().await;
+    let id = fake.add_deployment(REPO, "production", "m1", "main");
+    fake.add_deployment_status(REPO, id, "done");
+}
+
+#[tokio::test]
+async fn protection_rule_answers_are_recorded_once_per_run_and_environment() {
+    let (fake, app) = app_fake().await;
+    let callback = fake.deployment_callback_url(REPO, 4242);
+    let expected = format!(
+        "{}/repos/{REPO}/actions/runs/4242/deployment_protection_rule",
+        fake.url()
+    );
+    assert_eq!(callback, expected);
+    let at = fake.now();
+    let approve = json!({
+        "environment_name": "production", "state": "approved", "comment": "All gates passed.",
+    });
+    let approved = app.post(&callback, approve).await;
+    assert_eq!((approved.status, &approved.body), (204, &Value::Null));
+    assert_fits_openapi(&fake, "POST", &callback, &approved);
+    let first = ProtectionAnswer {
+        run_id: 4242,
+        environment: "production".to_owned(),
+        state: "approved".to_owned(),
+        comment: "All gates passed.".to_owned(),
+        at,
+    };
+    assert_eq!(fake.protection_answers(REPO), [first]);
+
+    let change = json!({
+        "environment_name": "Production", "state": "rejected", "comment": "Changed my mind",
+    });
+    let again = app.post(&callback, change).await;
+    assert_eq!(again.status, 422);
+    let message = again.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("already been reviewed"), "{message}");
+
+    let staging = json!({ "environment_name": "staging", "state": "rejected" });
+    assert_eq!(app.post(&callback, staging).await.status, 204);
+    let other_run = fake.deployment_callback_url(REPO, 4243);
+    let reject = json!({
+        "environment_name": "production", "state": "rejected", "comment": "Blocked by tollgate",
+    });
+    assert_eq!(app.post(&other_run, reject).await.status, 204);
+    let answers = fake.protection_answers(REPO);
+    let seen: Vec<(u64, &str, &str, &str)> = answers
+        .iter()
+        .map(|a| {
+            let (env, state) = (a.environment.as_str(), a.state.as_str());
+            (a.run_id, env, state, a.comment.as_str())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (4242, "production", "approved", "All gates passed."),
+            (4242, "staging", "rejected", ""),
+            (4243, "production", "rejected", "Blocked by tollgate"),
+        ]
+    );
+    assert!(answers.windows(2).all(|w| w[0].at < w[1].at));
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn protection_rule_status_reports_are_capped_and_end_with_the_answer() {
+    let (fake, app) = app_fake().await;
+    let callback = fake.deployment_callback_url(REPO, 7);
+    for i in 0..10 {
+        let report =
+            json!({ "environment_name": "production", "comment": format!("Evaluating ({i})") });
+        assert_eq!(app.post(&callback, report).await.status, 204, "report {i}");
+    }
+    let eleventh = json!({ "environment_name": "production", "comment": "Still evaluating" });
+    assert_eq!(app.post(&callback, eleventh).await.status, 422);
+    let reports = fake.protection_reports(REPO);
+    assert_eq!(reports.len(), 10);
+    assert_eq!(
+        (reports[9].run_id, reports[9].comment.as_str()),
+        (7, "Evaluating (9)")
+    );
+    assert!(
+        fake.protection_answers(REPO).is_empty(),
+        "a report is no answer"
+    );
+
+    let long = json!({
+        "environment_name": "production", "state": "rejected", "comment": "x".repeat(1_025),
+    });
+    let refused = app.post(&callback, long).await;
+    assert_eq!(
+        (refused.status, &refused.body["errors"][0]["field"]),
+        (422, &json!("comment"))
+    );
+    let approve = json!({ "environment_name": "production", "state": "approved", "comment": "ok" });
+    assert_eq!(app.post(&callback, approve).await.status, 204);
+    let late = json!({ "environment_name": "production", "comment": "Done" });
+    assert_eq!(app.post(&callback, late).await.status, 422);
+    assert_eq!(fake.protection_reports(REPO).len(), 10);
+    fake.assert_requests_match_openapi();
+}
+
+#[tokio::test]
+async fn protection_rule_takes_only_an_installation_token() {
+    let (fake, app) = app_fake().await;
+    let callback = fake.deployment_callback_url(REPO, 4242);
+    let body = json!({ "environment_name": "production", "state": "approved", "comment": "ok" });
+    fake.set_user("octo");
+    let user = Api::new(&fake, Some("ghp_personal"))
+        .post(&callback, body.clone())
+        .await;
+    assert_eq!(
+        (user.status, &user.body["message"]),
+        (403, &json!("You must authenticate via a GitHub App."))
+    );
+    let jwt = Api::new(&fake, Some(&fake.app_jwt()))
+        .post(&callback, body.clone())
+        .await;
+    assert_eq!(jwt.status, 401, "a JWT is not an installation token");
+    let anonymous = Api::new(&fake, None).post(&callback, body.clone()).await;
+    assert_eq!(anonymous.status, 401);
+    let elsewhere = "/repos/acme/elsewhere/actions/runs/4242/deployment_protection_rule";
+    assert_eq!(app.post(elsewhere, body.clone()).await.status, 404);
+    assert!(
+        fake.protection_answers(REPO).is_empty(),
+        "nothing refused counts"
+    );
+    assert_eq!(app.post(&callback, body).await.status, 204);
+    assert_eq!(fake.protection_answers(REPO).len(), 1);
+    fake.assert_requests_match_openapi();
+}
+
+/// octocrab's deployment models read the fake's answers, and it pages through them.
+#[tokio::test]
+async fn octocrab_reads_deployments_and_their_statuses() {
+    use octocrab::models::repos::DeploymentStatusState;
+    let (fake, _) = app_fake().await;
+    let mut production: Vec<u64> = (0..5)
+        .map(|i| fake.add_deployment(REPO, "production", &format!("s{i}"), "main"))
+        .collect();
+    fake.add_deployment(REPO, "staging", "s9", "main");
+    production.reverse();
+    fake.add_deployment_status(REPO, production[0], "in_progress");
+    fake.add_deployment_status(REPO, production[0], "success");
+    let client = octocrab::Octocrab::builder()
+        .base_uri(fake.url())
+        .unwrap()
+        .personal_token("ghp_personal".to_owned())
+        .build()
+        .unwrap();
+    let repo = client.repos("acme", "models");
+    let first = repo
+        .deployments()
+        .list()
+        .environment("production")
+        .per_page(2u8)
+        .send()
+        .await
+        .expect("first page");
+    let all = client.all_pages(first).await.expect("every page");
+    let ids: Vec<u64> = all.iter().map(|d| d.id.into_inner()).collect();
+    assert_eq!(ids, production);
+    let statuses = repo
+        .deployments()
+        .statuses(production[0])
+        .list()
+        .send()
+        .await
+        .expect("statuses");
+    let states: Vec<DeploymentStatusState> = statuses.items.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [
+            DeploymentStatusState::Success,
+            DeploymentStatusState::InProgress
+        ]
     );
     fake.assert_requests_match_openapi();
 }

@@ -79,6 +79,27 @@ const GRAPHQL_UNSUPPORTED: &str = "the fake GitHub's GraphQL API only serves the
     revertPullRequest mutation, with its input in variables";
 /// Repository roles that may be assigned issues (push access).
 const PUSH_ROLES: &[&str] = &["write", "maintain", "admin"];
+/// The bot that creates the deployments (and their statuses) of workflow jobs.
+const ACTIONS_BOT: &str = "github-actions[bot]";
+/// The GitHub Actions App's id on github.com.
+const ACTIONS_APP_ID: u64 = 15_368;
+/// The task of the deployments GitHub Actions creates.
+const DEPLOYMENT_TASK: &str = "deploy";
+/// The states of a deployment status.
+const DEPLOYMENT_STATES: &[&str] = &[
+    "error",
+    "failure",
+    "inactive",
+    "in_progress",
+    "queued",
+    "pending",
+    "success",
+];
+/// Longest comment of a deployment protection rule review, in characters (GitHub documents it
+/// for status reports; the fake holds approvals and rejections to it too).
+const PROTECTION_COMMENT_MAX_CHARS: usize = 1_024;
+/// Status reports an App may post per workflow run and environment.
+const PROTECTION_REPORTS_CAP: usize = 10;
 
 // ---------------------------------------------------------------------------------------------
 // What tests build and see
@@ -362,6 +383,36 @@ pub struct PullView {
     pub head_sha: String,
     /// The merge commit, once merged.
     pub merge_commit_sha: Option<String>,
+}
+
+/// An App's approval or rejection of a workflow run's deployment to an environment (a review
+/// of its custom deployment protection rule), as [`FakeGitHub::protection_answers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionAnswer {
+    /// The workflow run.
+    pub run_id: u64,
+    /// `environment_name`, as sent.
+    pub environment: String,
+    /// `approved` or `rejected`.
+    pub state: String,
+    /// The comment (empty when the request had none).
+    pub comment: String,
+    /// When the fake received it.
+    pub at: DateTime<Utc>,
+}
+
+/// A status report on a deployment protection rule: a review without a `state`, which only
+/// posts its comment, as [`FakeGitHub::protection_reports`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionReport {
+    /// The workflow run.
+    pub run_id: u64,
+    /// `environment_name`, as sent.
+    pub environment: String,
+    /// The comment.
+    pub comment: String,
+    /// When the fake received it.
+    pub at: DateTime<Utc>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -831,6 +882,83 @@ impl FakeGitHub {
         })
     }
 
+    // --- deployments and protection rules ----------------------------------------------------
+
+    /// Adds a deployment of `sha` (named by `r#ref`: a branch, tag or sha) to `environment` and
+    /// returns its id. It is what GitHub Actions creates when a job names an environment: task
+    /// `deploy`, an empty payload, no description, created by `github-actions[bot]` through the
+    /// GitHub Actions App at [`FakeGitHub::now`]; `production_environment` is true for an
+    /// environment named `production`. The sha is not checked against the repository's commits.
+    pub fn add_deployment(&self, repo: &str, environment: &str, sha: &str, r#ref: &str) -> u64 {
+        let mut state = self.lock();
+        let (id, now) = (state.new_id(), state.stamp());
+        state.repo_entry(repo).deployments.push(DeploymentRecord {
+            id,
+            sha: sha.to_owned(),
+            reference: r#ref.to_owned(),
+            task: DEPLOYMENT_TASK.to_owned(),
+            environment: environment.to_owned(),
+            created_at: now,
+            updated_at: now,
+            statuses: Vec::new(),
+        });
+        id
+    }
+
+    /// Adds a status to a deployment and returns its id: `error`, `failure`, `inactive`,
+    /// `in_progress`, `queued`, `pending` or `success`, by `github-actions[bot]` at
+    /// [`FakeGitHub::now`]. The deployment's `updated_at` moves to it; other deployments keep
+    /// their statuses (no automatic `inactive` on older ones).
+    pub fn add_deployment_status(&self, repo: &str, deployment: u64, state: &str) -> u64 {
+        assert!(
+            DEPLOYMENT_STATES.contains(&state),
+            "unknown deployment state {state}"
+        );
+        let mut guard = self.lock();
+        let (id, now) = (guard.new_id(), guard.stamp());
+        let record = guard.repo_mut(repo).deployment_mut(deployment);
+        record.statuses.push(DeploymentStatusRecord {
+            id,
+            state: state.to_owned(),
+            created_at: now,
+        });
+        record.updated_at = now;
+        id
+    }
+
+    /// The `deployment_callback_url` of the `deployment_protection_rule` webhook GitHub sends
+    /// for workflow run `run_id`: where the App approves or rejects the run's deployments.
+    /// Creates the repository in the fake if nothing named it yet, so that the callback
+    /// reaches it.
+    pub fn deployment_callback_url(&self, repo: &str, run_id: u64) -> String {
+        let mut state = self.lock();
+        state.repo_entry(repo);
+        format!(
+            "{}/repos/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+            state.base_url
+        )
+    }
+
+    /// The approvals and rejections of deployment protection rules received for a
+    /// repository's workflow runs, oldest first.
+    pub fn protection_answers(&self, repo: &str) -> Vec<ProtectionAnswer> {
+        let state = self.lock();
+        state
+            .repos
+            .get(&repo_key(repo))
+            .map_or_else(Vec::new, |r| r.protection_answers.clone())
+    }
+
+    /// The status reports (reviews without a `state`) received for a repository's workflow
+    /// runs, oldest first.
+    pub fn protection_reports(&self, repo: &str) -> Vec<ProtectionReport> {
+        let state = self.lock();
+        state
+            .repos
+            .get(&repo_key(repo))
+            .map_or_else(Vec::new, |r| r.protection_reports.clone())
+    }
+
     // --- time --------------------------------------------------------------------------------
 
     /// The fake's clock: the time the next stamped event gets.
@@ -927,6 +1055,21 @@ impl FakeGitHub {
         );
     }
 
+    /// Why an answer breaks the OpenAPI subset's response schema for `status` of the operation
+    /// `method path` matches (the path as sent, a query ignored; `Null` for an empty body):
+    /// empty when it fits, `None` without the subset. Answers are not checked as they go out
+    /// (the subset describes only some of them); self-tests check the ones they care about.
+    pub fn openapi_response_problems(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        body: &Value,
+    ) -> Option<Vec<String>> {
+        let spec = self.spec.as_ref()?;
+        Some(spec.check_response(&method.to_ascii_uppercase(), path, status, body))
+    }
+
     /// The fake's routes that neither the OpenAPI subset nor [`KNOWN_ADDITIONS`] describe
     /// (empty when the fake is faithful; `None` without the subset).
     pub fn routes_missing_from_openapi(&self) -> Option<Vec<String>> {
@@ -1004,6 +1147,30 @@ struct Repo {
     comments: Vec<CommentView>,
     check_runs: Vec<CheckRunView>,
     statuses: Vec<StatusView>,
+    /// Oldest first.
+    deployments: Vec<DeploymentRecord>,
+    protection_answers: Vec<ProtectionAnswer>,
+    protection_reports: Vec<ProtectionReport>,
+}
+
+/// A deployment; [`FakeGitHub::add_deployment`] says what GitHub Actions fills in.
+struct DeploymentRecord {
+    id: u64,
+    sha: String,
+    reference: String,
+    task: String,
+    environment: String,
+    created_at: DateTime<Utc>,
+    /// The creation, or the latest status.
+    updated_at: DateTime<Utc>,
+    /// Oldest first.
+    statuses: Vec<DeploymentStatusRecord>,
+}
+
+struct DeploymentStatusRecord {
+    id: u64,
+    state: String,
+    created_at: DateTime<Utc>,
 }
 
 /// A commit the fake made or was given. Its tree is `snapshot` when it has one (commits
@@ -1219,6 +1386,9 @@ impl State {
                 comments: Vec::new(),
                 check_runs: Vec::new(),
                 statuses: Vec::new(),
+                deployments: Vec::new(),
+                protection_answers: Vec::new(),
+                protection_reports: Vec::new(),
             })
     }
 
@@ -1253,6 +1423,14 @@ impl Repo {
 
     fn comment_mut(&mut self, id: u64) -> Option<&mut CommentView> {
         self.comments.iter_mut().find(|c| c.id == id)
+    }
+
+    fn deployment_mut(&mut self, id: u64) -> &mut DeploymentRecord {
+        let name = self.full_name.clone();
+        self.deployments
+            .iter_mut()
+            .find(|d| d.id == id)
+            .unwrap_or_else(|| panic!("no deployment {id} in {name}"))
     }
 
     /// Whether a pull request or an issue has this number.
@@ -2090,6 +2268,13 @@ impl State {
             {
                 Err(Reply::error(403, "You must authenticate via a GitHub App."))
             }
+            // GitHub Apps review their own protection rules, with an installation token.
+            Principal::User(_)
+                if route
+                    == "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule" =>
+            {
+                Err(Reply::error(403, "You must authenticate via a GitHub App."))
+            }
             _ => Ok(()),
         }
     }
@@ -2243,6 +2428,15 @@ fn fake_routes() -> Vec<(&'static str, Template)> {
         ("POST", "/repos/{owner}/{repo}/statuses/{sha*}"),
         ("GET", "/repos/{owner}/{repo}/commits/{ref*}/status"),
         ("GET", "/repos/{owner}/{repo}/commits/{commit_sha*}/pulls"),
+        ("GET", "/repos/{owner}/{repo}/deployments"),
+        (
+            "GET",
+            "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+        ),
+        (
+            "POST",
+            "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
+        ),
         ("POST", "/graphql"),
     ];
     ROUTES
@@ -2321,6 +2515,13 @@ impl State {
             ("GET", "/repos/{owner}/{repo}/commits/{ref}/status") => self.combined_status(ctx),
             ("GET", "/repos/{owner}/{repo}/commits/{commit_sha}/pulls") => {
                 self.pulls_of_commit(ctx)
+            }
+            ("GET", "/repos/{owner}/{repo}/deployments") => self.list_deployments(ctx),
+            ("GET", "/repos/{owner}/{repo}/deployments/{deployment_id}/statuses") => {
+                self.list_deployment_statuses(ctx)
+            }
+            ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule") => {
+                self.review_protection_rule(ctx)
             }
             ("POST", "/graphql") => self.graphql(ctx),
             (method, route) => Err(Reply::error(
@@ -3743,6 +3944,112 @@ fn apply_check_run_fields(run: &mut CheckRunView, body: &Value, now: DateTime<Ut
         .push((run.status.clone(), run.conclusion.clone()));
 }
 
+// --- deployments and protection rules ----------------------------------------------------------
+
+impl State {
+    /// `GET /repos/{owner}/{repo}/deployments`: newest first, filtered by `sha`, `ref` and
+    /// `task` (exact) and `environment` (GitHub's environment names ignore case).
+    fn list_deployments(&self, ctx: &Ctx) -> Outcome {
+        let repo = self.repo_of(ctx)?;
+        let q = |name| ctx.req.query(name);
+        let mut deployments: Vec<&DeploymentRecord> = repo
+            .deployments
+            .iter()
+            .filter(|d| q("sha").is_none_or(|sha| sha == d.sha))
+            .filter(|d| q("ref").is_none_or(|r| r == d.reference))
+            .filter(|d| q("task").is_none_or(|task| task == d.task))
+            .filter(|d| q("environment").is_none_or(|e| e.eq_ignore_ascii_case(&d.environment)))
+            .collect();
+        deployments.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.id)));
+        let page = page_of(&self.base_url, ctx.req, deployments.len());
+        let items = deployments[page.range.clone()]
+            .iter()
+            .map(|d| deployment_json(&self.base_url, repo, d))
+            .collect();
+        Ok(page.reply(Value::Array(items)))
+    }
+
+    /// `GET /repos/{owner}/{repo}/deployments/{deployment_id}/statuses`: newest first.
+    fn list_deployment_statuses(&self, ctx: &Ctx) -> Outcome {
+        let repo = self.repo_of(ctx)?;
+        let id = ctx.number("deployment_id")?;
+        let deployment = repo
+            .deployments
+            .iter()
+            .find(|d| d.id == id)
+            .ok_or_else(Reply::not_found)?;
+        let statuses: Vec<&DeploymentStatusRecord> = deployment.statuses.iter().rev().collect();
+        let page = page_of(&self.base_url, ctx.req, statuses.len());
+        let items = statuses[page.range.clone()]
+            .iter()
+            .map(|s| deployment_status_json(&self.base_url, repo, deployment, s))
+            .collect();
+        Ok(page.reply(Value::Array(items)))
+    }
+
+    /// `POST /repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`: with a
+    /// `state`, approves or rejects the run's deployment to `environment_name`, once; without,
+    /// posts a status report (at most [`PROTECTION_REPORTS_CAP`], before the answer). The fake
+    /// knows no workflow runs: any run id of an existing repository waits for its answer.
+    fn review_protection_rule(&mut self, ctx: &Ctx) -> Outcome {
+        let run_id = ctx.number("run_id")?;
+        let req = ctx.req;
+        let environment = req.body_str("environment_name").unwrap_or("").to_owned();
+        let comment = req.body_str("comment").unwrap_or("").to_owned();
+        let decision = req.body_str("state").map(str::to_owned);
+        if comment.chars().count() > PROTECTION_COMMENT_MAX_CHARS {
+            let message = format!(
+                "Comment is too long (maximum is {PROTECTION_COMMENT_MAX_CHARS} characters)"
+            );
+            return Err(validation_failed(
+                "DeploymentProtectionRule",
+                "comment",
+                &message,
+            ));
+        }
+        let repo = self.repo_of(ctx)?;
+        let same = |run: u64, env: &str| run == run_id && env.eq_ignore_ascii_case(&environment);
+        if repo
+            .protection_answers
+            .iter()
+            .any(|a| same(a.run_id, &a.environment))
+        {
+            let message = format!(
+                "The deployment protection rule for environment '{environment}' of workflow \
+                 run {run_id} has already been reviewed."
+            );
+            return Err(Reply::error(422, &message));
+        }
+        let reports = repo.protection_reports.iter();
+        let reported = reports.filter(|r| same(r.run_id, &r.environment)).count();
+        if decision.is_none() && reported >= PROTECTION_REPORTS_CAP {
+            let message = format!(
+                "A deployment protection rule takes at most {PROTECTION_REPORTS_CAP} status \
+                 reports per deployment."
+            );
+            return Err(Reply::error(422, &message));
+        }
+        let at = self.stamp();
+        let repo = self.repo_of_mut(ctx)?;
+        match decision {
+            Some(state) => repo.protection_answers.push(ProtectionAnswer {
+                run_id,
+                environment,
+                state,
+                comment,
+                at,
+            }),
+            None => repo.protection_reports.push(ProtectionReport {
+                run_id,
+                environment,
+                comment,
+                at,
+            }),
+        }
+        Ok(Reply::empty(204))
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pagination
 // ---------------------------------------------------------------------------------------------
@@ -4319,6 +4626,81 @@ fn status_json(base: &str, status: &StatusView) -> Value {
     })
 }
 
+/// The GitHub Actions App, through which `github-actions[bot]` creates deployments.
+fn actions_app_json(base: &str) -> Value {
+    json!({
+        "id": ACTIONS_APP_ID,
+        "slug": "github-actions",
+        "node_id": "MDM6QXBwMTUzNjg=",
+        "owner": user_json_as(base, "github", "Organization"),
+        "name": "GitHub Actions",
+        "description": "Automate your workflow from idea to production",
+        "external_url": "https://help.github.com/en/actions",
+        "html_url": "https://github.com/apps/github-actions",
+        "created_at": "2018-07-30T09:30:17Z",
+        "updated_at": "2019-12-10T19:04:12Z",
+        "permissions": {
+            "actions": "write", "checks": "write", "contents": "write", "deployments": "write",
+            "issues": "write", "metadata": "read", "pull_requests": "write", "statuses": "write",
+        },
+        "events": ["check_run", "check_suite", "deployment", "deployment_status", "push"],
+    })
+}
+
+fn deployment_json(base: &str, repo: &Repo, deployment: &DeploymentRecord) -> Value {
+    let name = &repo.full_name;
+    let api = format!("{base}/repos/{name}/deployments/{}", deployment.id);
+    json!({
+        "url": api,
+        "id": deployment.id,
+        "node_id": format!("DE_fake{}", deployment.id),
+        "sha": deployment.sha,
+        "ref": deployment.reference,
+        "task": deployment.task,
+        "payload": {},
+        "original_environment": deployment.environment,
+        "environment": deployment.environment,
+        "description": null,
+        "creator": user_json(base, ACTIONS_BOT),
+        "created_at": timestamp(deployment.created_at),
+        "updated_at": timestamp(deployment.updated_at),
+        "statuses_url": format!("{api}/statuses"),
+        "repository_url": format!("{base}/repos/{name}"),
+        "transient_environment": false,
+        "production_environment": deployment.environment.eq_ignore_ascii_case("production"),
+        "performed_via_github_app": actions_app_json(base),
+    })
+}
+
+/// A deployment status as GitHub Actions posts it: no description and no links (the fake
+/// knows no workflow run to point at).
+fn deployment_status_json(
+    base: &str,
+    repo: &Repo,
+    deployment: &DeploymentRecord,
+    status: &DeploymentStatusRecord,
+) -> Value {
+    let name = &repo.full_name;
+    let deployment_url = format!("{base}/repos/{name}/deployments/{}", deployment.id);
+    json!({
+        "url": format!("{deployment_url}/statuses/{}", status.id),
+        "id": status.id,
+        "node_id": format!("DES_fake{}", status.id),
+        "state": status.state,
+        "creator": user_json(base, ACTIONS_BOT),
+        "description": "",
+        "environment": deployment.environment,
+        "target_url": "",
+        "created_at": timestamp(status.created_at),
+        "updated_at": timestamp(status.created_at),
+        "deployment_url": deployment_url,
+        "repository_url": format!("{base}/repos/{name}"),
+        "environment_url": "",
+        "log_url": "",
+        "performed_via_github_app": actions_app_json(base),
+    })
+}
+
 fn unsigned_jwt(app_id: u64, now: i64) -> String {
     let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = engine.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
@@ -4502,6 +4884,8 @@ struct Operation {
     body: Option<(bool, Value)>,
     /// (name, schema) of each query parameter.
     query: Vec<(String, Value)>,
+    /// (status, schema of the JSON body, if it has one) of each documented response.
+    responses: Vec<(u16, Option<Value>)>,
 }
 
 /// What the OpenAPI subset says about one request.
@@ -4606,12 +4990,51 @@ impl Spec {
             let schema = b["content"]["application/json"]["schema"].clone();
             (b["required"] == true, schema)
         });
+        let responses = op["responses"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(code, response)| {
+                let status = code.parse::<u16>().ok()?;
+                let schema = &resolve(doc, response)["content"]["application/json"]["schema"];
+                Some((status, (!schema.is_null()).then(|| schema.clone())))
+            })
+            .collect();
         Operation {
             method: method.to_ascii_uppercase(),
             template,
             body,
             query,
+            responses,
         }
+    }
+
+    /// Why `body`, answered with `status` to `method path`, breaks the operation's response.
+    fn check_response(&self, method: &str, path: &str, status: u16, body: &Value) -> Vec<String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let parts = split_path(path);
+        let operations = self
+            .operations
+            .iter()
+            .map(|o| (o.method.as_str(), &o.template));
+        let Some((index, _)) = best_match(operations, method, &parts) else {
+            return vec![NO_OPERATION.to_owned()];
+        };
+        let mut problems = Vec::new();
+        match self.operations[index]
+            .responses
+            .iter()
+            .find(|(s, _)| *s == status)
+        {
+            None => problems.push(format!("the description lists no {status} response")),
+            Some((_, None)) if body.is_null() => {}
+            Some((_, None)) => problems.push(format!(
+                "the {status} response has no body, found {}",
+                describe(body)
+            )),
+            Some((_, Some(schema))) => self.validate(schema, body, "response", &mut problems),
+        }
+        problems
     }
 
     /// Whether the subset (or the known additions) has an operation for this template.

@@ -61,10 +61,9 @@ fn decision_on(records: &[StoredRecord], head: &str) -> (Option<String>, Option<
     let last = records
         .iter()
         .filter_map(StoredRecord::signed)
-        .filter(|r: &SignedRecord| {
+        .rfind(|r: &SignedRecord| {
             r.record.kind == RecordKind::OutcomeChanged && r.record.head_sha == head
-        })
-        .next_back();
+        });
     match last {
         Some(r) => {
             let tier = r
