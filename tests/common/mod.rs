@@ -144,4 +144,5 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
 }
 pub mod fake_github;
 pub mod fake_gitlab;
+pub mod github_world;
 pub mod serve;
