@@ -142,8 +142,9 @@ impl GithubWorker {
             "state": verdict.state(),
             "comment": verdict.comment(),
         });
-        // `route_of` checked the URL is on the configured API.
-        match client._post(callback_url, Some(&answer)).await {
+        // The route on the configured API (`route_of` checked the URL is there): octocrab
+        // sends credentials only with routes, never to an absolute URL elsewhere.
+        match client._post(route.as_str(), Some(&answer)).await {
             Ok(response) if response.status().is_success() => Ok(()),
             // Answered already (a redelivery after the answer went through): nothing to do.
             Ok(response) if response.status().as_u16() == 422 => {
