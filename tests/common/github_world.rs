@@ -73,6 +73,8 @@ pub struct World {
     pub replicas: Vec<Replica>,
     pub delivery: std::sync::atomic::AtomicUsize,
     pub _db: Option<tempfile::TempDir>,
+    /// Where replicas started from now on say their pages are served.
+    pub public_url: Option<url::Url>,
 }
 
 impl Drop for World {
@@ -135,6 +137,7 @@ impl World {
             replicas: Vec::new(),
             delivery: 0.into(),
             _db: None,
+            public_url: None,
         }
     }
 
@@ -165,6 +168,7 @@ impl World {
                 metrics: metrics.clone(),
                 jobs: JobSettings::default(),
                 clock: clock.clone(),
+                public_url: self.public_url.clone(),
                 ..WorkerOptions::new(
                     CHECK,
                     tollgate::queue::JobQueue::new(audit.ledger.pool().clone()),
