@@ -143,6 +143,12 @@ fn serve_without_credentials_answers_health_and_logs_dry_run_lines() {
         started_mode.ends_with(r#"{"status":"ok"}"#),
         "{started_mode}"
     );
+    // The start page and the decision pages are served too (none decided yet).
+    let start = server.get("/");
+    assert!(status_line(&start).contains("200"), "{start}");
+    assert!(start.contains("No decisions yet."), "{start}");
+    let unknown = server.get("/pr/github/acme/ml/1");
+    assert!(status_line(&unknown).contains("404"), "{unknown}");
 
     let response = server.request(&signed_post(
         PR_OPENED.as_bytes(),
