@@ -116,6 +116,17 @@ pub fn summary(policy: &Policy) -> String {
             let _ = writeln!(out, "  emergency bypass: not allowed");
         }
     }
+    if let Some(d) = &policy.deployment {
+        let _ = writeln!(
+            out,
+            "  deployment gate: {}{}",
+            d.environments.join(", "),
+            d.canary
+                .as_ref()
+                .map(|c| format!(", after the tier's observation window on {c}"))
+                .unwrap_or_default()
+        );
+    }
     out
 }
 
