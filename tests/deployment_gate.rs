@@ -177,6 +177,25 @@ async fn a_passed_change_is_rejected_before_its_window_on_canary_ends_and_approv
         "{}",
         deployments[1].2
     );
+
+    // The change's decision page lists the gate's answers, each record verified.
+    let audit = &w.first().audit;
+    let entry = tollgate::pages::Pages::new(audit.ledger.pool().clone())
+        .get("github", REPO, 1)
+        .await
+        .unwrap()
+        .expect("a page for the change");
+    let records = audit.ledger.change_records(REPO, 1).await.unwrap();
+    let html = tollgate::pages::render_page(&entry, &records, &audit.key.verifying_key()).unwrap();
+    let gate = &html[html
+        .find("<ul id=\"deployments\">")
+        .expect("a deployment gate section")..];
+    let gate = &gate[..gate.find("</ul>").unwrap()];
+    assert_eq!(gate.matches("<li>").count(), 2, "{gate}");
+    assert!(
+        gate.contains(">rejected</span>") && gate.contains(">approved</span>"),
+        "{gate}"
+    );
 }
 
 #[tokio::test]
