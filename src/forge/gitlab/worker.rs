@@ -253,6 +253,19 @@ impl GitlabWorker {
         state: StatusState,
         description: &str,
     ) -> Result<(), GitlabError> {
+        self.status_linking(job, mr, state, description, &mr.web_url)
+            .await
+    }
+
+    /// Sets tollgate's status on the merge request's head, linking to `target`.
+    async fn status_linking(
+        &self,
+        job: &Job,
+        mr: &MergeRequest,
+        state: StatusState,
+        description: &str,
+        target: &str,
+    ) -> Result<(), GitlabError> {
         let Some(sha) = head_of(mr) else {
             return Ok(());
         };
@@ -263,7 +276,7 @@ impl GitlabWorker {
             state,
             &self.check_name,
             description,
-            Some(&mr.web_url),
+            Some(target),
         )
         .await
     }
@@ -413,16 +426,8 @@ impl GitlabWorker {
             .await
             .unwrap_or_else(|| mr.web_url.clone());
         let state = status_state(Conclusion::of(&decision));
-        publish_status(
-            &self.api,
-            job.project,
-            sha,
-            state,
-            &self.check_name,
-            &render::headline(&decision),
-            Some(&target),
-        )
-        .await?;
+        self.status_linking(job, mr, state, &render::headline(&decision), &target)
+            .await?;
         if decision.tier.is_some() {
             upsert_note(&self.api, job.project, job.iid, bot, &note, &gathered.notes).await?;
             reply_to_refused_commands(
