@@ -209,6 +209,7 @@ fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::Html);
+    env.add_filter("code", code_spans);
     let templates = [
         (PAGE_TEMPLATE, include_str!("../templates/page.html.j2")),
         (INDEX_TEMPLATE, include_str!("../templates/index.html.j2")),
@@ -218,6 +219,24 @@ fn environment() -> Environment<'static> {
             .unwrap_or_else(|e| unreachable!("the built-in page templates are valid: {e}"));
     }
     env
+}
+
+/// Text with Markdown code spans (`like this`), as HTML: everything escaped, the spans in
+/// `<code>` (the decision's texts mark paths and names that way for the comment). An unmatched
+/// backtick's span ends with the text.
+fn code_spans(text: String) -> minijinja::Value {
+    let mut html = String::with_capacity(text.len() + 16);
+    for (i, part) in text.split('`').enumerate() {
+        let escaped = minijinja::HtmlEscape(part).to_string();
+        if i % 2 == 1 {
+            html.push_str("<code>");
+            html.push_str(&escaped);
+            html.push_str("</code>");
+        } else {
+            html.push_str(&escaped);
+        }
+    }
+    minijinja::Value::from_safe_string(html)
 }
 
 /// A change's page: its latest decision and its ledger records, each signature checked with
@@ -409,5 +428,22 @@ async fn change_page(
             tracing::error!(%error, "cannot render a decision page");
             failure(StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code_spans;
+
+    #[test]
+    fn code_spans_are_code_and_everything_else_is_escaped() {
+        assert_eq!(
+            code_spans("`models/<x>.onnx` is a model & more".to_owned()).to_string(),
+            "<code>models&#x2f;&lt;x&gt;.onnx</code> is a model &amp; more"
+        );
+        assert_eq!(
+            code_spans("odd ` <b>".to_owned()).to_string(),
+            "odd <code> &lt;b&gt;</code>"
+        );
     }
 }
