@@ -126,7 +126,7 @@ impl Tester {
                 jobs: JobSettings::default(),
                 metrics: metrics.clone(),
                 clock: clock.clone(),
-                public_url: None,
+                public_url: Some("https://tollgate.example.com".parse().unwrap()),
             },
         );
         let scheduler = Scheduler::new(
@@ -307,6 +307,12 @@ async fn worked_example_3_on_gitlab_review_rollback_reminder_and_closing() {
     )
     .await;
     assert_eq!(t.status(&head).as_deref(), Some("success"));
+    // The status links to the merge request's decision page (subgroups and all).
+    let linked = t.fake.statuses(PROJECT, &head);
+    assert_eq!(
+        linked.last().and_then(|s| s.target_url.as_deref()),
+        Some("https://tollgate.example.com/pr/gitlab/acme/fraud-model/7")
+    );
     t.fake.advance(TimeDelta::minutes(5));
     let merged_at = t.fake.now();
     t.fake.merge_mr(PROJECT, 7, "olga");
