@@ -11,7 +11,7 @@ use super::{DeadlinePayload, Reviewers};
 use crate::ledger::Audit;
 use crate::ledger::decide::{self, Context, command_name, incident_record};
 use crate::ledger::record::RecordKind;
-use crate::policy::commands::{self, Bypass, Rollback};
+use crate::policy::commands::{self, Rollback};
 use crate::policy::decision::{CommandRecord, Outcome};
 use crate::policy::facts::{ChangeFacts, Comment, OverdueReview};
 use crate::policy::{Decision, Policy, evaluate};
@@ -374,13 +374,7 @@ pub async fn after_merge<T: Tracker>(
         by, ticket, reason, ..
     } = &decision.outcome
     {
-        let bypass = Bypass {
-            by: by.clone(),
-            ticket: ticket.clone(),
-            reason: reason.clone(),
-            expires_at: merged.merged_at,
-            review_due: merged.merged_at,
-        };
+        let bypass = Carried { by, ticket, reason };
         merged_under_bypass(tracker, stores, policy, &decision, &bypass, merged, context).await?;
     }
 
@@ -428,13 +422,20 @@ async fn record_once<T: Tracker>(
         .map_err(|e| tracker.store_error("the audit ledger", e.to_string()))
 }
 
+/// The bypass that carried a change at its merge.
+struct Carried<'a> {
+    by: &'a str,
+    ticket: &'a str,
+    reason: &'a str,
+}
+
 /// Records the merge under a bypass and opens the post-incident review (once).
 async fn merged_under_bypass<T: Tracker>(
     tracker: &T,
     stores: Stores<'_>,
     policy: &Policy,
     decision: &Decision,
-    bypass: &Bypass,
+    bypass: &Carried<'_>,
     merged: &Merged,
     context: &Context,
 ) -> Result<(), T::Error> {
@@ -476,8 +477,8 @@ async fn merged_under_bypass<T: Tracker>(
             forge: tracker.forge().to_owned(),
             repo: tracker.repo().to_owned(),
             change: merged.number,
-            ticket: bypass.ticket.clone(),
-            bypassed_by: bypass.by.clone(),
+            ticket: bypass.ticket.to_owned(),
+            bypassed_by: bypass.by.to_owned(),
             merged_ms: merged.merged_at.timestamp_millis(),
             due_ms: due.timestamp_millis(),
             state: ReviewState::Opening,
@@ -511,7 +512,7 @@ async fn merged_under_bypass<T: Tracker>(
                 None => {
                     let reviewers = super::reviewers(policy, decision);
                     let body = review_text(tracker, policy, bypass, merged, due, &reviewers);
-                    let labels = [super::REVIEW_LABEL, bypass.ticket.as_str()];
+                    let labels = [super::REVIEW_LABEL, bypass.ticket];
                     tracker
                         .open_issue(&title, &body, &labels, &reviewers)
                         .await?
@@ -563,7 +564,7 @@ async fn merged_under_bypass<T: Tracker>(
 fn review_text<T: Tracker>(
     tracker: &T,
     policy: &Policy,
-    bypass: &Bypass,
+    bypass: &Carried<'_>,
     merged: &Merged,
     due: DateTime<Utc>,
     reviewers: &Reviewers,
