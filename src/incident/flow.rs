@@ -447,7 +447,7 @@ async fn merged_under_bypass<T: Tracker>(
     let record = incident_record(
         context,
         RecordKind::MergedUnderBypass,
-        Some(&bypass.by),
+        Some(bypass.by),
         "bypassed",
         format!(
             "merged {}{} under the bypass by {} for {}: {}",
@@ -491,7 +491,7 @@ async fn merged_under_bypass<T: Tracker>(
         .await
         .map_err(store_error)?;
     let change_ref = tracker.change_ref(merged.number);
-    let title = super::review_title(&change_ref, &bypass.ticket);
+    let title = super::review_title(&change_ref, bypass.ticket);
     let (issue, due) = match (review.state, review.issue) {
         (ReviewState::Closed, _) => return Ok(()),
         // Opened already (a redelivered merge, a recheck, or a process that died after noting
@@ -573,9 +573,9 @@ fn review_text<T: Tracker>(
         change_ref: tracker.change_ref(merged.number),
         title: &merged.title,
         change_url: merged.url.as_deref(),
-        ticket: &bypass.ticket,
-        bypassed_by: &bypass.by,
-        reason: &bypass.reason,
+        ticket: bypass.ticket,
+        bypassed_by: bypass.by,
+        reason: bypass.reason,
         merged_at: merged.merged_at,
         due,
         within_hours: policy
