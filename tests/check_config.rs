@@ -182,7 +182,7 @@ sign_offs = ["approver"]
         printed(
             2,
             1,
-            "unknown field `colour`, expected one of `version`, `governed_branches`, `roles`, `classify`, `key_rules`, `metrics`, `risk`, `tiers`, `evidence`, `emergency`",
+            "unknown field `colour`, expected one of `version`, `governed_branches`, `roles`, `classify`, `key_rules`, `metrics`, `risk`, `tiers`, `evidence`, `emergency`, `deployment`",
             Some(SPELLING_HINT),
         )
     );
