@@ -69,14 +69,43 @@ impl Schedule {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<Due>, ScheduleError> {
-        let candidates = sqlx::query(
-            "SELECT deadline_key FROM deadlines WHERE state = 'pending' AND due_ms <= $1 AND lease_until_ms < $1 \
-             ORDER BY due_ms LIMIT $2",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        self.claim_due_of(holder, now_ms, lease_ms, limit, &[])
+            .await
+    }
+
+    /// [`Schedule::claim_due`], among the deadlines whose kind starts with one of `kinds` (all
+    /// when empty): a replica claims only what it can act on (the forges it has credentials
+    /// for), and leaves the rest to replicas that can.
+    pub async fn claim_due_of(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+        kinds: &[String],
+    ) -> Result<Vec<Due>, ScheduleError> {
+        // Only placeholders are formatted in; the prefixes are bound.
+        let filter = if kinds.is_empty() {
+            String::new()
+        } else {
+            let any = (0..kinds.len())
+                .map(|i| format!("kind LIKE ${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            format!(" AND ({any})")
+        };
+        let sql = format!(
+            "SELECT deadline_key FROM deadlines WHERE state = 'pending' AND due_ms <= $1 AND lease_until_ms < $1{filter} \
+             ORDER BY due_ms LIMIT $2"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(limit);
+        for kind in kinds {
+            // A `%` or `_` in a kind would be a wildcard; kinds are tollgate's own (`github:`).
+            query = query.bind(format!("{kind}%"));
+        }
+        let candidates = query.fetch_all(&self.pool).await?;
         let mut claimed = Vec::new();
         for candidate in candidates {
             let key: String = candidate.try_get("deadline_key")?;

@@ -28,6 +28,8 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     holder: String,
     handlers: Vec<(String, Arc<dyn DeadlineHandler>)>,
+    /// The kinds (prefixes) the handlers take: the only deadlines this replica claims.
+    kinds: Vec<String>,
 }
 
 impl Scheduler {
@@ -42,19 +44,19 @@ impl Scheduler {
             schedule,
             clock,
             holder: format!("scheduler-{}", uuid::Uuid::new_v4()),
+            kinds: handlers.iter().map(|(prefix, _)| prefix.clone()).collect(),
             handlers,
         }
     }
 
-    /// Claims what is due now and acts on it; returns how many deadlines were done. A deadline
-    /// of a kind no handler takes (a forge this replica has no credentials for) is handed back
-    /// for a replica that has one.
+    /// Claims what is due now, of the kinds its handlers take, and acts on it; returns how many
+    /// deadlines were done.
     pub async fn tick(&self) -> Result<usize, crate::schedule::ScheduleError> {
         let now_ms = self.clock.now().timestamp_millis();
         let lease_ms = LEASE.as_millis() as i64;
         let claimed = self
             .schedule
-            .claim_due(&self.holder, now_ms, lease_ms, BATCH)
+            .claim_due_of(&self.holder, now_ms, lease_ms, BATCH, &self.kinds)
             .await?;
         let mut done = 0;
         for due in claimed {

@@ -147,6 +147,38 @@ async fn replicas(url: &str) {
     assert!(acted.values().all(|n| *n == 1), "{acted:?}");
 }
 
+/// A replica claims only the kinds it can act on (its forges): the others stay for a replica
+/// that can, instead of being claimed and handed back on every poll.
+async fn kinds(url: &str) {
+    let schedule = Schedule::new(Ledger::open(url).await.unwrap().pool().clone());
+    for (key, kind) in [("a", "github:review_due"), ("b", "gitlab:review_due")] {
+        schedule.schedule(key, kind, 1_000, "{}").await.unwrap();
+    }
+    let github = schedule
+        .claim_due_of("G", 2_000, LEASE, 10, &["github:".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        github.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    let gitlab = schedule
+        .claim_due_of("L", 2_000, LEASE, 10, &["gitlab:".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        gitlab.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(
+        schedule
+            .claim_due("X", 2_000, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn sqlite_deadlines_survive_restarts_and_fall_due_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,6 +186,8 @@ async fn sqlite_deadlines_survive_restarts_and_fall_due_once() {
     rules(&url).await;
     let url = format!("sqlite://{}", dir.path().join("r.db").display());
     replicas(&url).await;
+    let url = format!("sqlite://{}", dir.path().join("k.db").display());
+    kinds(&url).await;
 }
 
 #[tokio::test]
@@ -170,6 +204,13 @@ async fn postgres_deadlines_survive_restarts_and_fall_due_once() {
         return;
     };
     replicas(&db2.url).await;
+    let Some(db3) =
+        common::serve::PgDatabase::create("the PostgreSQL half of the schedule suite").await
+    else {
+        return;
+    };
+    kinds(&db3.url).await;
     db.drop_now().await;
     db2.drop_now().await;
+    db3.drop_now().await;
 }
