@@ -204,8 +204,14 @@ struct IndexRow {
     headline: String,
 }
 
-/// The HTML templates, escaping everything they interpolate.
-fn environment() -> Environment<'static> {
+/// The HTML templates, escaping everything they interpolate; compiled once per process, not
+/// per page request.
+fn environment() -> &'static Environment<'static> {
+    static ENVIRONMENT: std::sync::OnceLock<Environment<'static>> = std::sync::OnceLock::new();
+    ENVIRONMENT.get_or_init(build_environment)
+}
+
+fn build_environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::Html);

@@ -28,8 +28,6 @@ pub struct IssueNow {
     pub assignees: Vec<String>,
     /// Who closed it, when the forge says.
     pub closed_by: Option<String>,
-    /// Whether tollgate's overdue reminder is among its comments already.
-    pub reminded: bool,
 }
 
 /// A merged change, as the forge reports it.
@@ -88,6 +86,9 @@ pub trait Tracker: Sync {
     ) -> impl Future<Output = Result<Option<(u64, String)>, Self::Error>> + Send;
     /// An issue as it is now.
     fn issue(&self, number: u64) -> impl Future<Output = Result<IssueNow, Self::Error>> + Send;
+    /// Whether tollgate's overdue reminder is among an issue's comments already (read only
+    /// when a reminder is due: it lists every comment).
+    fn reminded(&self, number: u64) -> impl Future<Output = Result<bool, Self::Error>> + Send;
     /// Comments on an issue.
     fn comment_on_issue(
         &self,
@@ -815,7 +816,7 @@ pub async fn review_due<T: Tracker>(
     }
     let due = DateTime::from_timestamp_millis(review.due_ms).unwrap_or_default();
     // A replica that died after posting left the reminder there: it is not posted twice.
-    if !current.reminded {
+    if !tracker.reminded(issue).await? {
         let body = super::reminder_body(due, &current.assignees);
         tracker.comment_on_issue(issue, &body).await?;
     }

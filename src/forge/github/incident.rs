@@ -167,13 +167,23 @@ impl Tracker for GithubTracker<'_> {
             .client
             .get(format!("/repos/{repo}/issues/{number}"), None::<&()>)
             .await?;
+        Ok(IssueNow {
+            closed: issue.state == "closed",
+            body: issue.body.unwrap_or_default(),
+            assignees: issue.assignees.into_iter().map(|a| a.login).collect(),
+            closed_by: issue.closed_by.map(|l| l.login),
+        })
+    }
+
+    async fn reminded(&self, number: u64) -> Result<bool, ApiError> {
+        let repo = self.repo;
         let comments: Vec<IssueComment> = api::all_pages(
             &self.client,
             &format!("/repos/{repo}/issues/{number}/comments"),
             usize::MAX,
         )
         .await?;
-        let reminded = comments.iter().any(|c| {
+        Ok(comments.iter().any(|c| {
             c.user
                 .as_ref()
                 .is_some_and(|u| u.login.eq_ignore_ascii_case(&self.identity.login))
@@ -181,14 +191,7 @@ impl Tracker for GithubTracker<'_> {
                     .as_deref()
                     .unwrap_or_default()
                     .contains(incident::REMINDER_MARKER)
-        });
-        Ok(IssueNow {
-            closed: issue.state == "closed",
-            body: issue.body.unwrap_or_default(),
-            assignees: issue.assignees.into_iter().map(|a| a.login).collect(),
-            closed_by: issue.closed_by.map(|l| l.login),
-            reminded,
-        })
+        }))
     }
 
     async fn comment_on_issue(&self, number: u64, body: &str) -> Result<(), ApiError> {

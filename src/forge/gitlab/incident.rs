@@ -93,17 +93,19 @@ impl Tracker for GitlabTracker<'_> {
 
     async fn issue(&self, number: u64) -> Result<IssueNow, GitlabError> {
         let issue = self.api().issue(self.project, number).await?;
-        let notes = self.api().issue_notes(self.project, number).await?;
-        let reminded = notes
-            .iter()
-            .any(|n| n.author.id == self.bot.id && n.body.contains(incident::REMINDER_MARKER));
         Ok(IssueNow {
             closed: issue.state == "closed",
             body: issue.description.unwrap_or_default(),
             assignees: issue.assignees.into_iter().map(|a| a.username).collect(),
             closed_by: issue.closed_by.map(|u| u.username),
-            reminded,
         })
+    }
+
+    async fn reminded(&self, number: u64) -> Result<bool, GitlabError> {
+        let notes = self.api().issue_notes(self.project, number).await?;
+        Ok(notes
+            .iter()
+            .any(|n| n.author.id == self.bot.id && n.body.contains(incident::REMINDER_MARKER)))
     }
 
     async fn comment_on_issue(&self, number: u64, body: &str) -> Result<(), GitlabError> {
