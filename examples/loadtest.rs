@@ -1,6 +1,7 @@
 //! Intake load test: drives a webhook endpoint over HTTP with signed `pull_request` deliveries
 //! (each with its own delivery id) and reports throughput and latency percentiles; also serves
-//! the bare baseline handler it is compared with. `scripts/loadtest-intake.sh` runs tollgate
+//! the bare baseline handler it is compared with, and the floor (bare plus signature check and
+//! parse: the least an authenticating intake can do). `scripts/loadtest-intake.sh` runs tollgate
 //! (dry-run, durable on SQLite, durable on PostgreSQL) and the baseline side by side.
 //!
 //! Two ways to drive: closed loop (`--concurrency N` clients, each sending its next request
@@ -10,6 +11,7 @@
 //!
 //! ```sh
 //! cargo run --release --example loadtest -- bare 127.0.0.1:18090
+//! cargo run --release --example loadtest -- floor 127.0.0.1:18093 SECRET
 //! cargo run --release --example loadtest -- drive http://127.0.0.1:8080/webhooks/github \
 //!     --secret S --payload FILE --concurrency 16 --seconds 10
 //! cargo run --release --example loadtest -- drive http://127.0.0.1:8080/webhooks/github \
@@ -24,10 +26,10 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use tollgate::intake::MAX_BODY_BYTES;
-use tollgate::intake::verify::github_signature;
+use tollgate::intake::verify::{github_signature, verify_github_signature};
 
 /// Most requests a single closed-loop run may send, so a run always ends on its own.
 const MAX_REQUESTS: usize = 5_000_000;
@@ -86,6 +88,43 @@ async fn bare(listen: &str) -> anyhow::Result<()> {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     eprintln!("bare handler listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// The floor: the bare handler plus the two steps no intake that authenticates may skip,
+/// checking the signature over the body and parsing it (tollgate's own functions for both),
+/// and nothing else: no store, no logging, no metrics. No durable intake can outrun it, so
+/// it shows how much of the bare handler's throughput is left once the work is mandatory.
+async fn floor(listen: &str, secret: &str) -> anyhow::Result<()> {
+    let secrets = Arc::new(vec![secrecy::SecretString::from(secret.to_owned())]);
+    let app = Router::new()
+        .route(
+            "/webhooks/github",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let secrets = Arc::clone(&secrets);
+                async move {
+                    let signature = headers.get("x-hub-signature-256").map(|v| v.as_bytes());
+                    if verify_github_signature(signature, &body, &secrets).is_err() {
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    let event = headers
+                        .get("x-github-event")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    match tollgate::intake::github::parse(event, &body) {
+                        Ok(event) => {
+                            std::hint::black_box(event);
+                            StatusCode::ACCEPTED
+                        }
+                        Err(_) => StatusCode::BAD_REQUEST,
+                    }
+                }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("floor handler listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -255,9 +294,14 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("bare") => bare(&args.next().unwrap_or_else(|| "127.0.0.1:18090".into())).await,
+        Some("floor") => {
+            let listen = args.next().unwrap_or_else(|| "127.0.0.1:18093".into());
+            let secret = args.next().context("floor needs the webhook secret")?;
+            floor(&listen, &secret).await
+        }
         Some("drive") => drive(parse_drive(args)?).await,
         _ => bail!(
-            "usage: loadtest bare ADDR | loadtest drive URL --secret S --payload FILE \
+            "usage: loadtest bare ADDR | loadtest floor ADDR SECRET | loadtest drive URL --secret S --payload FILE \
              [--concurrency N | --rate PER_SECOND] [--seconds S] [--label TEXT]"
         ),
     }

@@ -3,6 +3,8 @@
 # delivery id each) to the real `tollgate serve` and to a bare axum handler that only reads the
 # body, measured side by side in one run on loopback:
 #   bare      the baseline handler
+#   floor     bare plus the signature check and the parse, nothing else (no store, no logging,
+#             no metrics): no intake that authenticates deliveries can outrun it
 #   dry-run   tollgate without credentials (verifies, parses, logs; writes nothing)
 #   sqlite    tollgate with the durable queue on SQLite (answers 202 after the commit)
 #   postgres  the same on PostgreSQL (TOLLGATE_LOADTEST_POSTGRES_URL, default the local server;
@@ -21,7 +23,7 @@ fixtures="${TOLLGATE_EXTERNAL_FIXTURES:-$(cd .. && pwd)/shared/fixtures/external
 payload="$fixtures/github/pull_request/opened.payload.json"
 pg_admin="${TOLLGATE_LOADTEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 secret="loadtest-secret"
-declare -A addr=([bare]=127.0.0.1:18090 [dry-run]=127.0.0.1:18089 [sqlite]=127.0.0.1:18091 [postgres]=127.0.0.1:18092)
+declare -A addr=([bare]=127.0.0.1:18090 [floor]=127.0.0.1:18093 [dry-run]=127.0.0.1:18089 [sqlite]=127.0.0.1:18091 [postgres]=127.0.0.1:18092)
 
 for a in "${addr[@]}"; do
   if curl -s -o /dev/null "http://$a/"; then
@@ -50,9 +52,10 @@ serve() { # name, extra env...
 durable=(TOLLGATE_GITHUB_TOKEN=loadtest-unused TOLLGATE_GITHUB_API_URL=http://127.0.0.1:9 TOLLGATE_WORKERS=0)
 
 target/release/examples/loadtest bare "${addr[bare]}" 2>/dev/null &
+target/release/examples/loadtest floor "${addr[floor]}" "$secret" 2>/dev/null &
 serve dry-run
 serve sqlite "${durable[@]}"
-targets=(bare dry-run sqlite)
+targets=(bare floor dry-run sqlite)
 if psql -q "$pg_admin" -c "CREATE DATABASE $pg_db" >/dev/null 2>&1; then
   "$bin" keygen --out "$work/keys" >/dev/null
   serve postgres "${durable[@]}" TOLLGATE_DATABASE_URL="${pg_admin%/*}/$pg_db" \
@@ -63,7 +66,7 @@ else
 fi
 for t in "${targets[@]}"; do
   for _ in $(seq 1 100); do
-    [ "$t" = bare ] && break
+    case "$t" in bare | floor) break ;; esac
     curl -fs "http://${addr[$t]}/healthz" >/dev/null && break; sleep 0.1
   done
 done
