@@ -993,24 +993,78 @@ async fn an_org_wide_default_policy_governs_repositories_without_one() {
 async fn a_rerequested_check_suite_without_pull_requests_finds_them_by_commit() {
     let t = Tester::new(true).await;
     t.open_fraud_pr();
-    let payload = json!({
-        "action": "rerequested",
-        "check_suite": {"head_sha": HEAD1, "pull_requests": []},
-        "repository": {"id": 99, "full_name": REPO},
-        "installation": t.installation(),
-    });
-    t.deliver("check_suite", &payload).await;
-    // The lookup runs off the intake path; give it a moment, then let the worker finish.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while t.fake.check_runs(REPO).is_empty() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    t.worker.settle().await;
+    t.deliver("check_suite", &rerequested_suite(&t)).await;
     assert_eq!(
         t.check(HEAD1).conclusion.as_deref(),
         Some("action_required")
     );
     t.fake.assert_requests_match_openapi();
+}
+
+/// A `check_suite` re-request that names no pull request (as GitHub sends for forks).
+fn rerequested_suite(t: &Tester) -> Value {
+    json!({
+        "action": "rerequested",
+        "check_suite": {"head_sha": HEAD1, "pull_requests": []},
+        "repository": {"id": 99, "full_name": REPO},
+        "installation": t.installation(),
+    })
+}
+
+#[tokio::test]
+async fn looking_up_the_pull_requests_of_a_rerequested_suite_is_a_durable_job() {
+    let t = Tester::new(true).await;
+    t.open_fraud_pr();
+    let lookup = format!("/repos/{REPO}/commits/{HEAD1}/pulls");
+    // GitHub fails the lookup once: before, the re-request was dropped with a log line.
+    t.fake.fail_next("GET", &lookup, 500, 1, None);
+    t.send_as("check_suite", &rerequested_suite(&t), "suite-1")
+        .await;
+    assert!(
+        t.fake.requests().iter().all(|r| r.path != lookup),
+        "intake answers before asking GitHub anything"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(20), t.worker.settle())
+        .await
+        .expect("the worker settles");
+    let lookups = t
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == lookup)
+        .count();
+    assert_eq!(lookups, 2, "tried again after the 500");
+    assert_eq!(
+        t.check(HEAD1).conclusion.as_deref(),
+        Some("action_required")
+    );
+    let jobs = tollgate::queue::JobQueue::new(t.audit.ledger.pool().clone())
+        .list(true, 10)
+        .await
+        .unwrap();
+    let keys: Vec<(&str, &str, i64)> = jobs
+        .iter()
+        .map(|j| (j.change_key.as_str(), j.state.as_str(), j.attempts))
+        .collect();
+    assert!(
+        keys.contains(&(&format!("github:{REPO}@commit:{HEAD1}")[..], "done", 1)),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&(&format!("github:{REPO}#7")[..], "done", 0)),
+        "{keys:?}"
+    );
+    // Redelivered: acknowledged, neither looked up nor evaluated again.
+    t.deliver_as("check_suite", &rerequested_suite(&t), "suite-1")
+        .await;
+    assert_eq!(
+        t.fake
+            .requests()
+            .iter()
+            .filter(|r| r.path == lookup)
+            .count(),
+        2
+    );
 }
 
 #[tokio::test]

@@ -33,6 +33,14 @@ pub enum JobKind {
         /// Where the answer goes.
         callback_url: String,
     },
+    /// A check suite on `sha` was re-requested without naming its pull requests (GitHub
+    /// leaves them out for forks): find the open ones whose head it is and queue them. Queued
+    /// like any other job, so a lookup that fails is tried again and one that a crash
+    /// interrupts is resumed, instead of the re-request being dropped after its 202.
+    FindPulls {
+        /// The commit whose check suite was re-requested.
+        sha: String,
+    },
 }
 
 /// The policy of a repository at a base commit.

@@ -118,6 +118,7 @@ fn change_key(job: &Job) -> String {
             "{CHANGE_KEY_PREFIX}{}@deployment:{}:{environment}",
             job.repo, job.number
         ),
+        JobKind::FindPulls { sha } => format!("{CHANGE_KEY_PREFIX}{}@commit:{sha}", job.repo),
         JobKind::Change | JobKind::IssueClosed { .. } => {
             format!("{CHANGE_KEY_PREFIX}{}#{}", job.repo, job.number)
         }
@@ -234,6 +235,7 @@ impl GithubWorker {
                     self.deployment_gate(job, environment, sha.as_deref(), callback_url)
                         .await
                 }
+                JobKind::FindPulls { sha } => self.queue_pulls_for(job, sha).await,
                 JobKind::Change => Ok(()),
             }
             .map_err(failure)?;
@@ -548,6 +550,22 @@ impl GithubWorker {
             .into_iter()
             .map(|(change, reset_first)| job(change, reset_first))
             .collect();
+        if let Event::CheckRerequested(request) = &delivery.event
+            && request.changes.is_empty()
+        {
+            // Looking the pull requests up costs a request to GitHub: a job of its own, off
+            // the intake path, durable like the rest.
+            jobs.push(Job {
+                repo: request.repo.name.to_string(),
+                number: 0,
+                installation: request.repo.installation,
+                reset_first: false,
+                delivery: delivery.id.as_ref().map(|d| d.to_string()),
+                kind: JobKind::FindPulls {
+                    sha: request.head_sha.to_string(),
+                },
+            });
+        }
         if let Event::CheckRerequested(request) = &delivery.event {
             jobs.extend(request.changes.iter().map(|number| Job {
                 repo: request.repo.name.to_string(),
@@ -658,45 +676,43 @@ fn gave_up(
 
 impl GithubWorker {
     /// Queues the open pull requests whose head is `sha` (a check suite re-requested without
-    /// naming them).
-    async fn enqueue_pulls_for(
-        &self,
-        repo: String,
-        sha: String,
-        installation: Option<InstallationId>,
-    ) {
+    /// naming them), under the delivery that asked: a lookup tried again after a failure or a
+    /// crash queues each of them once.
+    async fn queue_pulls_for(&self, job: &Job, sha: &str) -> Result<(), ApiError> {
         #[derive(serde::Deserialize)]
         struct Pull {
             number: u64,
             state: String,
         }
-        let pulls: Result<Vec<Pull>, ApiError> = async {
-            let client = self.api.client(installation)?;
-            Ok(client
-                .get(format!("/repos/{repo}/commits/{sha}/pulls"), None::<&()>)
-                .await?)
+        let client = self.api.client(job.installation)?;
+        let pulls: Vec<Pull> = client
+            .get(
+                format!("/repos/{}/commits/{sha}/pulls", job.repo),
+                None::<&()>,
+            )
+            .await?;
+        let jobs: Vec<Job> = pulls
+            .into_iter()
+            .filter(|pull| pull.state == "open")
+            .map(|pull| Job {
+                repo: job.repo.clone(),
+                number: pull.number,
+                installation: job.installation,
+                reset_first: false,
+                delivery: job.delivery.clone(),
+                kind: JobKind::Change,
+            })
+            .collect();
+        if jobs.is_empty() {
+            tracing::info!(repo = %job.repo, %sha, "a re-requested check suite has no open pull request");
+            return Ok(());
         }
-        .await;
-        match pulls {
-            Ok(pulls) => {
-                for pull in pulls.into_iter().filter(|p| p.state == "open") {
-                    let job = Job {
-                        repo: repo.clone(),
-                        number: pull.number,
-                        installation,
-                        reset_first: false,
-                        delivery: None,
-                        kind: JobKind::Change,
-                    };
-                    if let Err(error) = self.enqueue(vec![job], None).await {
-                        tracing::error!(%error, "cannot queue a re-requested check");
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, %repo, %sha, "cannot find the pull requests of a re-requested check")
-            }
-        }
+        self.enqueue(jobs, job.delivery.as_deref())
+            .await
+            .map_err(|error| ApiError::Unexpected {
+                what: "the job queue".to_owned(),
+                message: error.to_string(),
+            })
     }
 }
 
@@ -712,19 +728,7 @@ impl EventSink for GithubSink {
                 return Ok(());
             }
             let id = delivery.id.as_ref().map(|d| d.as_str());
-            self.0.enqueue(self.0.jobs_for(&delivery), id).await?;
-            if let Event::CheckRerequested(request) = &delivery.event
-                && request.changes.is_empty()
-            {
-                // Looking the pull requests up costs a request: do it off the intake path.
-                let worker = Arc::clone(&self.0);
-                let (repo, sha) = (request.repo.name.to_string(), request.head_sha.to_string());
-                let installation = request.repo.installation;
-                tokio::spawn(
-                    async move { worker.enqueue_pulls_for(repo, sha, installation).await },
-                );
-            }
-            Ok(())
+            self.0.enqueue(self.0.jobs_for(&delivery), id).await
         })
     }
 }

@@ -58,6 +58,8 @@ fn change_key(job: &Job) -> String {
         JobKind::Deployment { .. } => {
             format!("{CHANGE_KEY_PREFIX}{}@deployment:{}", job.path, job.iid)
         }
+        // A GitHub lookup (GitLab names the merge request in every event); kept apart too.
+        JobKind::FindPulls { ref sha } => format!("{CHANGE_KEY_PREFIX}{}@commit:{sha}", job.path),
     }
 }
 
