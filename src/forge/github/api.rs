@@ -41,6 +41,15 @@ pub enum ApiError {
         /// What was wrong.
         message: String,
     },
+    /// tollgate's own store failed while acting on GitHub's answers (the evaluation is tried
+    /// again like after a GitHub error; the message must not blame GitHub).
+    #[error("{what} could not be used: {message}")]
+    Store {
+        /// Which store (the audit ledger, the job queue, the incident store).
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -357,6 +366,19 @@ pub fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_store_is_not_blamed_on_github_and_waits_for_no_rate_limit() {
+        let error = ApiError::Store {
+            what: "the job queue".to_owned(),
+            message: "database is locked".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "the job queue could not be used: database is locked"
+        );
+        assert_eq!(error.rate_limit_wait(chrono::Utc::now()), None);
+    }
 
     #[test]
     fn paths_keep_their_slashes_and_encode_spaces_for_a_path() {

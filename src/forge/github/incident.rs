@@ -24,7 +24,7 @@ use crate::scheduler::DeadlineHandler;
 const FORGE: &str = "github";
 
 fn store_error(what: &str, message: String) -> ApiError {
-    ApiError::Unexpected {
+    ApiError::Store {
         what: what.to_owned(),
         message,
     }
@@ -229,7 +229,10 @@ impl Tracker for GithubTracker<'_> {
         let pr = self
             .merged
             .filter(|pr| pr.number == change)
-            .ok_or_else(|| store_error("a rollback", format!("#{change} is not at hand")))?;
+            .ok_or_else(|| ApiError::Unexpected {
+                what: "a rollback".to_owned(),
+                message: format!("#{change} is not at hand"),
+            })?;
         let revert = self.create_revert(pr, title, body, rollback).await?;
         self.label(
             revert.number,

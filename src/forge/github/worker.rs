@@ -607,14 +607,14 @@ impl GithubWorker {
 }
 
 pub(super) fn desk_error(message: String) -> ApiError {
-    ApiError::Unexpected {
+    ApiError::Store {
         what: "the incident store".to_owned(),
         message,
     }
 }
 
 pub(super) fn ledger_error(error: crate::ledger::store::StoreError) -> ApiError {
-    ApiError::Unexpected {
+    ApiError::Store {
         what: "the audit ledger".to_owned(),
         message: error.to_string(),
     }
@@ -709,7 +709,7 @@ impl GithubWorker {
         }
         self.enqueue(jobs, job.delivery.as_deref())
             .await
-            .map_err(|error| ApiError::Unexpected {
+            .map_err(|error| ApiError::Store {
                 what: "the job queue".to_owned(),
                 message: error.to_string(),
             })

@@ -51,6 +51,15 @@ pub enum GitlabError {
     /// The configuration cannot work (bad URL or token).
     #[error("the GitLab client cannot be set up: {0}")]
     Setup(String),
+    /// tollgate's own store failed while acting on GitLab's answers (tried again like a
+    /// GitLab error; the message must not blame GitLab or the setup).
+    #[error("{what} could not be used: {message}")]
+    Store {
+        /// Which store (the audit ledger, the incident store, the schedule).
+        what: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl GitlabError {
@@ -910,6 +919,19 @@ pub fn encode_component(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_store_is_not_blamed_on_gitlab_or_its_setup() {
+        let error = GitlabError::Store {
+            what: "the audit ledger".to_owned(),
+            message: "database is locked".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "the audit ledger could not be used: database is locked"
+        );
+        assert_eq!(error.rate_limit_wait(), None);
+    }
 
     #[test]
     fn error_messages_are_read_from_every_shape_gitlab_uses() {

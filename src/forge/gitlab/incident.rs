@@ -22,7 +22,10 @@ use crate::scheduler::DeadlineHandler;
 const FORGE: &str = "gitlab";
 
 fn store_error(what: &str, message: String) -> GitlabError {
-    GitlabError::Setup(format!("{what}: {message}"))
+    GitlabError::Store {
+        what: what.to_owned(),
+        message,
+    }
 }
 
 /// One project on GitLab, as the incident steps see it.
@@ -140,7 +143,7 @@ impl Tracker for GitlabTracker<'_> {
         let mr = self
             .merged
             .filter(|mr| mr.iid == change)
-            .ok_or_else(|| store_error("a rollback", format!("!{change} is not at hand")))?;
+            .ok_or_else(|| GitlabError::Setup(format!("a rollback: !{change} is not at hand")))?;
         // The commit the merge put on the target branch: its merge commit, or its squashed
         // commit; a fast-forward merge of several commits has neither and cannot be reverted
         // as one.

@@ -474,7 +474,10 @@ fn head_of(mr: &MergeRequest) -> Option<&str> {
 }
 
 pub(super) fn ledger_error(error: crate::ledger::store::StoreError) -> GitlabError {
-    GitlabError::Setup(format!("the audit ledger: {error}"))
+    GitlabError::Store {
+        what: "the audit ledger".to_owned(),
+        message: error.to_string(),
+    }
 }
 
 impl Evaluator for GitlabWorker {
