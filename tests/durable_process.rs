@@ -20,8 +20,8 @@ use tollgate::render::COMMENT_MARKER;
 use common::fake_github::{CheckRunView, CommitSpec, FakeGitHub, FileChange, PrSpec};
 use common::serve::{Serve, deliver};
 
-const REPO: &str = "acme/fraud-model";
-const BASE: &str = "base0000000000000000000000000000000000000";
+use common::fraud_repo::{BASE, REPO};
+
 const APP_SLUG: &str = "tollgate-durable";
 /// How the fake shows the App's comments' author.
 const BOT: &str = "tollgate-durable[bot]";
@@ -68,31 +68,17 @@ fn expected_conclusion(n: u64) -> &'static str {
 async fn fake_with_prs(prs: u64) -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.set_app(APP_SLUG, APP_ID);
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/examples/fraud-model.governance.toml"
-    ))
-    .unwrap();
-    fake.set_file(REPO, BASE, ".governance.toml", &policy);
-    fake.set_file(
-        REPO,
-        BASE,
-        "data/transactions/DATASHEET.md",
-        "# Transactions\n",
+    common::fraud_repo::seed(
+        &fake,
+        &common::fraud_repo::policy(),
+        &[
+            ("data-platform", &["dana"]),
+            ("model-risk", &["rita"]),
+            ("ml-ops", &["omar"]),
+            ("ml-leads", &["lena", "alice"]),
+            ("ml-oncall", &["olga"]),
+        ],
     );
-    fake.set_file(REPO, BASE, "eval/metrics.json", r#"{"auc": 0.91}"#);
-    for (team, members) in [
-        ("data-platform", &["dana"][..]),
-        ("model-risk", &["rita"]),
-        ("ml-ops", &["omar"]),
-        ("ml-leads", &["lena", "alice"]),
-        ("ml-oncall", &["olga"]),
-    ] {
-        fake.set_team("acme", team, members);
-    }
-    for user in ["alice", "dana", "rita", "omar", "lena", "olga"] {
-        fake.set_permission(REPO, user, "write");
-    }
     for n in 1..=prs {
         fake.open_pr(
             REPO,

@@ -20,8 +20,8 @@ use tollgate::render::COMMENT_MARKER;
 use common::fake_github::{CheckRunView, CommitSpec, FakeGitHub, FileChange, PrSpec};
 use common::{GITHUB_SECRET, TestApp};
 
-const REPO: &str = "acme/fraud-model";
-const BASE: &str = "base0000000000000000000000000000000000000";
+use common::fraud_repo::{BASE, REPO};
+
 const HEAD1: &str = "head1111111111111111111111111111111111111";
 const HEAD2: &str = "head2222222222222222222222222222222222222";
 const CHECK: &str = "tollgate";
@@ -131,32 +131,18 @@ impl Tester {
 
     /// The worked example 1 repository: the fraud policy at the base, teams and permissions.
     fn seed(&self) {
-        let policy = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config/examples/fraud-model.governance.toml"
-        ))
-        .unwrap();
         let fake = &self.fake;
-        fake.set_file(REPO, BASE, ".governance.toml", &policy);
-        fake.set_file(
-            REPO,
-            BASE,
-            "data/transactions/DATASHEET.md",
-            "# Transactions\n",
+        common::fraud_repo::seed(
+            fake,
+            &common::fraud_repo::policy(),
+            &[
+                ("data-platform", &["dana"]),
+                ("model-risk", &["rita"]),
+                ("ml-ops", &["omar"]),
+                ("ml-leads", &["lena", "alice"]),
+                ("ml-oncall", &["olga"]),
+            ],
         );
-        fake.set_file(REPO, BASE, "eval/metrics.json", r#"{"auc": 0.91}"#);
-        for (team, members) in [
-            ("data-platform", &["dana"][..]),
-            ("model-risk", &["rita"]),
-            ("ml-ops", &["omar"]),
-            ("ml-leads", &["lena", "alice"]),
-            ("ml-oncall", &["olga"]),
-        ] {
-            fake.set_team("acme", team, members);
-        }
-        for user in ["alice", "dana", "rita", "omar", "lena", "olga"] {
-            fake.set_permission(REPO, user, "write");
-        }
         fake.set_permission(REPO, "rhea", "read");
         fake.set_team("acme", "model-risk", &["rita", "rhea"]);
     }

@@ -25,8 +25,8 @@ use tollgate::queue::JobQueue;
 use common::fake_github::{CommitSpec, FakeGitHub, FileChange, PrSpec};
 use common::serve::{PgDatabase, Serve, deliver};
 
-const REPO: &str = "acme/fraud-model";
-const BASE: &str = "base0000000000000000000000000000000000000";
+use common::fraud_repo::{BASE, REPO};
+
 const HEAD: &str = "0001hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh";
 const CHECK: &str = "tollgate";
 const APP_SLUG: &str = "tollgate-incident";
@@ -54,32 +54,18 @@ const STEP_WITHIN: Duration = Duration::from_secs(10);
 async fn fake_repo() -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.set_app(APP_SLUG, APP_ID);
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/examples/fraud-model.governance.toml"
-    ))
-    .unwrap();
-    fake.set_file(REPO, BASE, ".governance.toml", &policy);
-    fake.set_file(
-        REPO,
-        BASE,
-        "data/transactions/DATASHEET.md",
-        "# Transactions\n",
+    common::fraud_repo::seed(
+        &fake,
+        &common::fraud_repo::policy(),
+        &[
+            ("data-platform", &["dana"]),
+            ("model-risk", &["rita"]),
+            ("ml-ops", &["omar"]),
+            ("ml-leads", &["lena"]),
+            ("ml-oncall", &["olga"]),
+        ],
     );
-    fake.set_file(REPO, BASE, "eval/metrics.json", r#"{"auc": 0.91}"#);
     fake.set_file(REPO, BASE, "models/fraud/v1/model.onnx", "weights v1");
-    for (team, members) in [
-        ("data-platform", &["dana"][..]),
-        ("model-risk", &["rita"]),
-        ("ml-ops", &["omar"]),
-        ("ml-leads", &["lena"]),
-        ("ml-oncall", &["olga"]),
-    ] {
-        fake.set_team("acme", team, members);
-    }
-    for user in ["alice", "dana", "rita", "omar", "lena", "olga"] {
-        fake.set_permission(REPO, user, "write");
-    }
     fake.open_pr(
         REPO,
         PrSpec {

@@ -25,8 +25,7 @@ use tollgate::scheduler::{DeadlineHandler, Scheduler};
 use super::fake_github::{CommitSpec, FakeGitHub, FileChange, PrSpec};
 use super::{GITHUB_SECRET, TestApp};
 
-pub const REPO: &str = "acme/fraud-model";
-pub const BASE: &str = "base0000000000000000000000000000000000000";
+pub use super::fraud_repo::{BASE, REPO};
 pub const CHECK: &str = "tollgate";
 pub const BOT: &str = "tollgate-test[bot]";
 pub const BODY: &str =
@@ -110,27 +109,18 @@ impl World {
     pub async fn on_with_policy(url: &str, policy_text: &str) -> World {
         let fake = FakeGitHub::start().await;
         fake.set_app("tollgate-test", 4242);
-        fake.set_file(REPO, BASE, ".governance.toml", policy_text);
-        fake.set_file(
-            REPO,
-            BASE,
-            "data/transactions/DATASHEET.md",
-            "# Transactions\n",
+        super::fraud_repo::seed(
+            &fake,
+            policy_text,
+            &[
+                ("data-platform", &["dana"]),
+                ("model-risk", &["rita"]),
+                ("ml-ops", &["omar"]),
+                ("ml-leads", &["lena"]),
+                ("ml-oncall", &["olga", "oscar"]),
+            ],
         );
-        fake.set_file(REPO, BASE, "eval/metrics.json", r#"{"auc": 0.91}"#);
         fake.set_file(REPO, BASE, "models/fraud/v1/model.onnx", "weights v1");
-        for (team, members) in [
-            ("data-platform", &["dana"][..]),
-            ("model-risk", &["rita"]),
-            ("ml-ops", &["omar"]),
-            ("ml-leads", &["lena"]),
-            ("ml-oncall", &["olga", "oscar"]),
-        ] {
-            fake.set_team("acme", team, members);
-        }
-        for user in ["alice", "dana", "rita", "omar", "lena", "olga", "oscar"] {
-            fake.set_permission(REPO, user, "write");
-        }
         World {
             fake: Arc::new(fake),
             url: url.to_owned(),

@@ -144,5 +144,6 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
 }
 pub mod fake_github;
 pub mod fake_gitlab;
+pub mod fraud_repo;
 pub mod github_world;
 pub mod serve;

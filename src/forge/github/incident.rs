@@ -23,13 +23,6 @@ use crate::scheduler::DeadlineHandler;
 /// The forge's name in the incident store, the ledger and deadline kinds.
 const FORGE: &str = "github";
 
-fn store_error(what: &str, message: String) -> ApiError {
-    ApiError::Store {
-        what: what.to_owned(),
-        message,
-    }
-}
-
 #[derive(Deserialize)]
 struct Created {
     number: u64,
@@ -102,7 +95,10 @@ impl Tracker for GithubTracker<'_> {
     }
 
     fn store_error(&self, what: &str, error: String) -> ApiError {
-        store_error(what, error)
+        ApiError::Store {
+            what: what.to_owned(),
+            message: error,
+        }
     }
 
     async fn open_issue(

@@ -21,13 +21,6 @@ use crate::scheduler::DeadlineHandler;
 /// The forge's name in the incident store, the ledger and deadline kinds.
 const FORGE: &str = "gitlab";
 
-fn store_error(what: &str, message: String) -> GitlabError {
-    GitlabError::Store {
-        what: what.to_owned(),
-        message,
-    }
-}
-
 /// One project on GitLab, as the incident steps see it.
 struct GitlabTracker<'a> {
     worker: &'a GitlabWorker,
@@ -64,7 +57,10 @@ impl Tracker for GitlabTracker<'_> {
     }
 
     fn store_error(&self, what: &str, error: String) -> GitlabError {
-        store_error(what, error)
+        GitlabError::Store {
+            what: what.to_owned(),
+            message: error,
+        }
     }
 
     async fn open_issue(
