@@ -259,21 +259,7 @@ impl Tester {
     }
 
     async fn kinds(&self, iid: u64) -> Vec<(RecordKind, Option<String>, String)> {
-        self.audit
-            .ledger
-            .change_records(PROJECT, iid)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|r| r.signed())
-            .map(|s| {
-                (
-                    s.record.kind,
-                    s.record.actor.clone(),
-                    s.record.detail.clone(),
-                )
-            })
-            .collect()
+        common::record_summaries(&self.audit.ledger, PROJECT, iid).await
     }
 
     fn incidents(&self) -> Incidents {

@@ -342,22 +342,7 @@ impl World {
     }
 
     pub async fn record_kinds(&self, number: u64) -> Vec<(RecordKind, Option<String>, String)> {
-        self.first()
-            .audit
-            .ledger
-            .change_records(REPO, number)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(|r| r.signed())
-            .map(|s| {
-                (
-                    s.record.kind,
-                    s.record.actor.clone(),
-                    s.record.detail.clone(),
-                )
-            })
-            .collect()
+        super::record_summaries(&self.first().audit.ledger, REPO, number).await
     }
 
     pub fn requests(&self, method: &str, path_part: &str) -> usize {

@@ -142,6 +142,28 @@ pub fn payload_files(dir: &std::path::Path) -> Vec<(String, PathBuf)> {
     files.sort();
     files
 }
+/// A change's signed records in chain order, as (kind, actor, detail).
+pub async fn record_summaries(
+    ledger: &tollgate::ledger::store::Ledger,
+    repo: &str,
+    number: u64,
+) -> Vec<(tollgate::ledger::record::RecordKind, Option<String>, String)> {
+    ledger
+        .change_records(repo, number)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.signed())
+        .map(|s| {
+            (
+                s.record.kind,
+                s.record.actor.clone(),
+                s.record.detail.clone(),
+            )
+        })
+        .collect()
+}
+
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fraud_repo;
