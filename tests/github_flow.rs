@@ -163,6 +163,24 @@ impl Tester {
         );
     }
 
+    /// App mode, parking a change as `failed` once it has kept failing for a second.
+    async fn giving_up_after_a_second() -> Tester {
+        Tester::with_jobs(JobSettings {
+            give_up_after: std::time::Duration::from_secs(1),
+            ..JobSettings::default()
+        })
+        .await
+    }
+
+    /// Opens the fraud PR with all four sign-offs on its head: it passes once evaluated.
+    fn open_fraud_pr_signed_off(&self) {
+        self.open_fraud_pr();
+        for reviewer in SIGN_OFFS {
+            self.fake
+                .add_review(REPO, 7, reviewer, "APPROVED", HEAD1, self.fake.now());
+        }
+    }
+
     fn open_fraud_pr(&self) {
         self.open_pr_with(vec![
             FileChange::added("models/fraud/v2/model.onnx", "weights"),
@@ -1179,6 +1197,34 @@ impl Tester {
             .collect()
     }
 
+    /// `tollgate jobs retry` on PR #7's parked job (signed off, see
+    /// [`Tester::open_fraud_pr_signed_off`]): it runs again, ends `done`, and its check passes
+    /// for the first time, with one sticky comment.
+    async fn retry_the_parked_job_to_its_first_pass(&self) {
+        let queue = self.queue();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert_eq!(queue.retry_now(None, now).await.unwrap(), 1);
+        self.settle().await;
+        let jobs = queue.list(true, 10).await.unwrap();
+        assert_eq!(jobs[0].state, "done", "{jobs:#?}");
+        let run = self.check(HEAD1);
+        assert_eq!(
+            (run.conclusion.as_deref(), run.title.as_deref()),
+            (Some("success"), Some("High risk — passed")),
+            "{run:#?}"
+        );
+        let conclusions: Vec<&str> = run
+            .history
+            .iter()
+            .filter_map(|(_, c)| c.as_deref())
+            .collect();
+        assert!(
+            !conclusions[..conclusions.len() - 1].contains(&"success"),
+            "{conclusions:?}"
+        );
+        assert_eq!(self.sticky_comments().len(), 1);
+    }
+
     /// A value of the Prometheus text rendering (`name{labels}` as written there).
     fn metric(&self, series: &str) -> Option<f64> {
         metric_value(&self.app.metrics.render(), series)
@@ -1325,16 +1371,8 @@ async fn faults_500_then_403_retry_after_are_retried_and_never_pass_without_sign
 /// its own, and once GitHub answers again `tollgate jobs retry` (`retry_now`) evaluates it.
 #[tokio::test]
 async fn a_change_that_keeps_failing_is_given_up_and_kept_for_jobs_retry() {
-    let t = Tester::with_jobs(JobSettings {
-        give_up_after: std::time::Duration::from_secs(1),
-        ..JobSettings::default()
-    })
-    .await;
-    t.open_fraud_pr();
-    for reviewer in SIGN_OFFS {
-        t.fake
-            .add_review(REPO, 7, reviewer, "APPROVED", HEAD1, t.fake.now());
-    }
+    let t = Tester::giving_up_after_a_second().await;
+    t.open_fraud_pr_signed_off();
     const FAULTS: usize = 40;
     const REVIEWS: &str = "/repos/acme/fraud-model/pulls/7/reviews";
     t.fake.fail_next("GET", REVIEWS, 502, FAULTS, None);
@@ -1399,28 +1437,48 @@ async fn a_change_that_keeps_failing_is_given_up_and_kept_for_jobs_retry() {
     }
 
     // The operator's `tollgate jobs retry`: the job runs again, now to its right result.
-    let now = chrono::Utc::now().timestamp_millis();
-    assert_eq!(queue.retry_now(None, now).await.unwrap(), 1);
-    t.settle().await;
-    let jobs = queue.list(true, 10).await.unwrap();
-    assert_eq!(jobs[0].state, "done", "{jobs:#?}");
+    t.retry_the_parked_job_to_its_first_pass().await;
+}
+
+/// The audit ledger refuses every write (a real store failure: a trigger that aborts each
+/// insert, as a full disk or a read-only file would): a change with all its sign-offs gets no
+/// pass and no comment without its signed record. The job is retried, then parked with an
+/// error that names the ledger (not GitHub), and once the store takes writes again `tollgate
+/// jobs retry` records the decision and passes the change.
+#[tokio::test]
+async fn when_the_audit_ledger_fails_nothing_passes_until_the_decision_is_recorded() {
+    let t = Tester::giving_up_after_a_second().await;
+    t.open_fraud_pr_signed_off();
+    let pool = t.audit.ledger.pool();
+    common::ledger_refuses_writes(pool).await;
+    // Settles once the job is parked (failed jobs are not waited for).
+    t.deliver("pull_request", &t.pr_payload("opened", HEAD1))
+        .await;
+
+    let queue = t.queue();
+    common::assert_parked_for_the_ledger(&queue, "GitHub").await;
     let run = t.check(HEAD1);
-    assert_eq!(
-        (run.conclusion.as_deref(), run.title.as_deref()),
-        (Some("success"), Some("High risk — passed")),
-        "{run:#?}"
-    );
-    let conclusions: Vec<&str> = run
-        .history
-        .iter()
-        .filter_map(|(_, c)| c.as_deref())
-        .collect();
-    assert_eq!(conclusions.last(), Some(&"success"));
+    assert_eq!(run.conclusion.as_deref(), Some("failure"), "{run:#?}");
+    assert!(never_success(&run), "{:?}", run.history);
     assert!(
-        !conclusions[..conclusions.len() - 1].contains(&"success"),
-        "{conclusions:?}"
+        t.sticky_comments().is_empty(),
+        "no comment without its record"
     );
-    assert_eq!(t.sticky_comments().len(), 1);
+    assert!(
+        common::record_summaries(&t.audit.ledger, REPO, 7)
+            .await
+            .is_empty()
+    );
+
+    // The store takes writes again; the operator retries the parked job.
+    common::ledger_takes_writes(pool).await;
+    t.retry_the_parked_job_to_its_first_pass().await;
+    assert!(
+        !common::record_summaries(&t.audit.ledger, REPO, 7)
+            .await
+            .is_empty(),
+        "the pass has its signed records"
+    );
 }
 
 /// A 403 with `x-ratelimit-remaining: 0` and no `Retry-After` means the primary budget is spent

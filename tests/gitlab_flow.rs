@@ -55,6 +55,11 @@ struct Tester {
 
 impl Tester {
     async fn new() -> Tester {
+        Tester::with_jobs(JobSettings::default()).await
+    }
+
+    /// The queue worked as `jobs` says (e.g. a short give-up bound).
+    async fn with_jobs(jobs: JobSettings) -> Tester {
         let fake = FakeGitLab::start().await;
         let token = fake.set_bot("tollgate-bot");
         let project = fake.create_project(PROJECT);
@@ -95,7 +100,7 @@ impl Tester {
                 default_policy: None,
                 audit: Some(Arc::clone(&audit)),
                 queue: JobQueue::new(audit.ledger.pool().clone()),
-                jobs: JobSettings::default(),
+                jobs,
                 metrics: metrics.clone(),
                 clock: tollgate::clock::system(),
                 public_url: None,
@@ -226,6 +231,64 @@ async fn a_merge_request_is_gated_until_its_sign_off_then_passes_with_one_note()
     assert!(!records.is_empty());
     let body: Value = serde_json::from_str(&records[0].body).unwrap();
     assert_eq!(body["forge"], "gitlab", "{body}");
+}
+
+/// The audit ledger refuses every write (a trigger aborts each insert, as a full disk would):
+/// a merge request with its sign-off gets no success status and no note without its signed
+/// record; the job is retried, then parked with an error naming the ledger, and `tollgate jobs
+/// retry` passes it once the store takes writes again.
+#[tokio::test]
+async fn when_the_audit_ledger_fails_nothing_passes_until_the_decision_is_recorded() {
+    let t = Tester::with_jobs(JobSettings {
+        give_up_after: std::time::Duration::from_secs(1),
+        ..JobSettings::default()
+    })
+    .await;
+    t.fake.approve(PROJECT, 7, "lena");
+    let pool = t.audit.ledger.pool();
+    common::ledger_refuses_writes(pool).await;
+    // Settles once the job is parked (failed jobs are not waited for).
+    t.deliver("Merge Request Hook", "u-1", &t.mr_hook("open"))
+        .await;
+
+    let queue = JobQueue::new(pool.clone());
+    common::assert_parked_for_the_ledger(&queue, "GitLab").await;
+    let head = t.head();
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert!(!history.is_empty(), "a failure is shown on the head");
+    assert!(history.iter().all(|s| s == "failed"), "{history:?}");
+    assert!(t.tollgate_notes().is_empty(), "no note without its record");
+    assert!(
+        common::record_summaries(&t.audit.ledger, PROJECT, 7)
+            .await
+            .is_empty()
+    );
+
+    // The store takes writes again; the operator retries the parked job.
+    common::ledger_takes_writes(pool).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(queue.retry_now(None, now).await.unwrap(), 1);
+    tokio::time::timeout(std::time::Duration::from_secs(20), t.worker.settle())
+        .await
+        .expect("the worker settles");
+    assert_eq!(queue.list(true, 10).await.unwrap()[0].state, "done");
+    let history = t.fake.status_history(PROJECT, &head, "tollgate");
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("success"),
+        "{history:?}"
+    );
+    assert!(
+        !history[..history.len() - 1].contains(&"success".to_owned()),
+        "{history:?}"
+    );
+    assert_eq!(t.tollgate_notes().len(), 1);
+    assert!(
+        !common::record_summaries(&t.audit.ledger, PROJECT, 7)
+            .await
+            .is_empty(),
+        "the pass has its signed records"
+    );
 }
 
 #[tokio::test]

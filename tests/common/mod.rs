@@ -164,6 +164,42 @@ pub async fn record_summaries(
         .collect()
 }
 
+/// Makes the store behind `pool` (SQLite) refuse every new ledger record, as a full disk or a
+/// read-only file would: a trigger aborts each insert with `injected: the disk is full`.
+pub async fn ledger_refuses_writes(pool: &sqlx::AnyPool) {
+    sqlx::query(
+        "CREATE TRIGGER test_ledger_down BEFORE INSERT ON ledger_records \
+         BEGIN SELECT RAISE(ABORT, 'injected: the disk is full'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Asserts that the queue holds one job, parked as `failed` after at least one retry, whose
+/// error names the refusing ledger of [`ledger_refuses_writes`] and does not blame `forge`.
+pub async fn assert_parked_for_the_ledger(queue: &tollgate::queue::JobQueue, forge: &str) {
+    let jobs = queue.list(true, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].state, "failed", "{jobs:#?}");
+    assert!(jobs[0].attempts >= 2, "retried before giving up: {jobs:#?}");
+    let error = jobs[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("the audit ledger could not be used")
+            && error.contains("injected: the disk is full"),
+        "{error}"
+    );
+    assert!(!error.contains(forge), "not blamed on {forge}: {error}");
+}
+
+/// Undoes [`ledger_refuses_writes`].
+pub async fn ledger_takes_writes(pool: &sqlx::AnyPool) {
+    sqlx::query("DROP TRIGGER test_ledger_down")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod fraud_repo;
