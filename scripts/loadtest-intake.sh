@@ -11,7 +11,9 @@
 #             a scratch database is created and dropped)
 # The durable servers run intake only (TOLLGATE_WORKERS=0): this measures the write path a
 # webhook waits for, not evaluations. Each target gets a closed-loop run (CONCURRENCY clients:
-# the most it sustains) and an open-loop run at RATE/s (p99 at a steady rate).
+# the most it sustains), an open-loop run at RATE/s (p99 at a steady rate), and a 5 s run at
+# 64 clients that reads the server's own CPU time from /proc (CPU per request: where the
+# throughput goes, independent of the load generator's share of the cores).
 #
 # Usage: scripts/loadtest-intake.sh [SECONDS] [CONCURRENCY] [RATE]
 set -euo pipefail
@@ -23,6 +25,7 @@ fixtures="${TOLLGATE_EXTERNAL_FIXTURES:-$(cd .. && pwd)/shared/fixtures/external
 payload="$fixtures/github/pull_request/opened.payload.json"
 pg_admin="${TOLLGATE_LOADTEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 secret="loadtest-secret"
+declare -A pid
 declare -A addr=([bare]=127.0.0.1:18090 [floor]=127.0.0.1:18093 [dry-run]=127.0.0.1:18089 [sqlite]=127.0.0.1:18091 [postgres]=127.0.0.1:18092)
 
 for a in "${addr[@]}"; do
@@ -48,11 +51,14 @@ serve() { # name, extra env...
   mkdir -p "$work/$name"
   (cd "$work/$name" && exec env TOLLGATE_LISTEN="${addr[$name]}" TOLLGATE_GITHUB_WEBHOOK_SECRET=$secret "$@" \
     "$bin" serve 2>"$work/$name.log") &
+  pid[$name]=$!
 }
 durable=(TOLLGATE_GITHUB_TOKEN=loadtest-unused TOLLGATE_GITHUB_API_URL=http://127.0.0.1:9 TOLLGATE_WORKERS=0)
 
 target/release/examples/loadtest bare "${addr[bare]}" 2>/dev/null &
+pid[bare]=$!
 target/release/examples/loadtest floor "${addr[floor]}" "$secret" 2>/dev/null &
+pid[floor]=$!
 serve dry-run
 serve sqlite "${durable[@]}"
 targets=(bare floor dry-run sqlite)
@@ -85,6 +91,19 @@ for round in 1 2; do
 done
 echo "open loop, $rate/s, ${seconds}s each"
 for t in "${targets[@]}"; do drive "$t" --rate "$rate" --seconds "$seconds"; done
+
+# User + system time of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+echo "server CPU per request, closed loop, 64 clients, 5s each"
+for t in "${targets[@]}"; do
+  before=$(cpu_ticks "${pid[$t]}")
+  line=$(drive "$t" --concurrency 64 --seconds 5)
+  after=$(cpu_ticks "${pid[$t]}")
+  ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$line")
+  printf '%-10s %6d µs/request  (%s)\n' "$t" $(( (after - before) * tick_us / ok )) \
+    "$(grep -o 'rps=[0-9]*' <<<"$line")"
+done
 
 # What the durable targets hold must be what they acknowledged.
 for t in sqlite postgres; do
