@@ -101,6 +101,10 @@ for t in "${targets[@]}"; do
   line=$(drive "$t" --concurrency 64 --seconds 5)
   after=$(cpu_ticks "${pid[$t]}")
   ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$line")
+  if [ "${ok:-0}" -eq 0 ]; then
+    echo "$t: no delivery was answered: $line" >&2
+    continue
+  fi
   printf '%-10s %6d µs/request  (%s)\n' "$t" $(( (after - before) * tick_us / ok )) \
     "$(grep -o 'rps=[0-9]*' <<<"$line")"
 done

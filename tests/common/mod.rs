@@ -176,6 +176,14 @@ pub async fn ledger_refuses_writes(pool: &sqlx::AnyPool) {
     .unwrap();
 }
 
+/// Undoes [`ledger_refuses_writes`].
+pub async fn ledger_takes_writes(pool: &sqlx::AnyPool) {
+    sqlx::query("DROP TRIGGER test_ledger_down")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Asserts that the queue holds one job, parked as `failed` after at least one retry, whose
 /// error names the refusing ledger of [`ledger_refuses_writes`] and does not blame `forge`.
 pub async fn assert_parked_for_the_ledger(queue: &tollgate::queue::JobQueue, forge: &str) {
@@ -190,14 +198,6 @@ pub async fn assert_parked_for_the_ledger(queue: &tollgate::queue::JobQueue, for
         "{error}"
     );
     assert!(!error.contains(forge), "not blamed on {forge}: {error}");
-}
-
-/// Undoes [`ledger_refuses_writes`].
-pub async fn ledger_takes_writes(pool: &sqlx::AnyPool) {
-    sqlx::query("DROP TRIGGER test_ledger_down")
-        .execute(pool)
-        .await
-        .unwrap();
 }
 
 pub mod fake_github;
