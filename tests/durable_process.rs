@@ -68,17 +68,7 @@ fn expected_conclusion(n: u64) -> &'static str {
 async fn fake_with_prs(prs: u64) -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.set_app(APP_SLUG, APP_ID);
-    common::fraud_repo::seed(
-        &fake,
-        &common::fraud_repo::policy(),
-        &[
-            ("data-platform", &["dana"]),
-            ("model-risk", &["rita"]),
-            ("ml-ops", &["omar"]),
-            ("ml-leads", &["lena", "alice"]),
-            ("ml-oncall", &["olga"]),
-        ],
-    );
+    common::fraud_repo::seed_example(&fake, &["lena", "alice"]);
     for n in 1..=prs {
         fake.open_pr(
             REPO,

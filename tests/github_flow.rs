@@ -132,17 +132,7 @@ impl Tester {
     /// The worked example 1 repository: the fraud policy at the base, teams and permissions.
     fn seed(&self) {
         let fake = &self.fake;
-        common::fraud_repo::seed(
-            fake,
-            &common::fraud_repo::policy(),
-            &[
-                ("data-platform", &["dana"]),
-                ("model-risk", &["rita"]),
-                ("ml-ops", &["omar"]),
-                ("ml-leads", &["lena", "alice"]),
-                ("ml-oncall", &["olga"]),
-            ],
-        );
+        common::fraud_repo::seed_example(fake, &["lena", "alice"]);
         fake.set_permission(REPO, "rhea", "read");
         fake.set_team("acme", "model-risk", &["rita", "rhea"]);
     }

@@ -54,17 +54,7 @@ const STEP_WITHIN: Duration = Duration::from_secs(10);
 async fn fake_repo() -> FakeGitHub {
     let fake = FakeGitHub::start().await;
     fake.set_app(APP_SLUG, APP_ID);
-    common::fraud_repo::seed(
-        &fake,
-        &common::fraud_repo::policy(),
-        &[
-            ("data-platform", &["dana"]),
-            ("model-risk", &["rita"]),
-            ("ml-ops", &["omar"]),
-            ("ml-leads", &["lena"]),
-            ("ml-oncall", &["olga"]),
-        ],
-    );
+    common::fraud_repo::seed_example(&fake, &["lena"]);
     fake.set_file(REPO, BASE, "models/fraud/v1/model.onnx", "weights v1");
     fake.open_pr(
         REPO,

@@ -37,3 +37,18 @@ pub fn seed(fake: &FakeGitHub, policy: &str, teams: &[(&str, &[&str])]) {
         }
     }
 }
+
+/// [`seed`] with the example's own policy and teams, `leads` being `ml-leads`.
+pub fn seed_example(fake: &FakeGitHub, leads: &[&str]) {
+    seed(
+        fake,
+        &policy(),
+        &[
+            ("data-platform", &["dana"]),
+            ("model-risk", &["rita"]),
+            ("ml-ops", &["omar"]),
+            ("ml-leads", leads),
+            ("ml-oncall", &["olga"]),
+        ],
+    );
+}

@@ -550,31 +550,28 @@ impl GithubWorker {
             .into_iter()
             .map(|(change, reset_first)| job(change, reset_first))
             .collect();
-        if let Event::CheckRerequested(request) = &delivery.event
-            && request.changes.is_empty()
-        {
-            // Looking the pull requests up costs a request to GitHub: a job of its own, off
-            // the intake path, durable like the rest.
-            jobs.push(Job {
-                repo: request.repo.name.to_string(),
-                number: 0,
-                installation: request.repo.installation,
-                reset_first: false,
-                delivery: delivery.id.as_ref().map(|d| d.to_string()),
-                kind: JobKind::FindPulls {
-                    sha: request.head_sha.to_string(),
-                },
-            });
-        }
         if let Event::CheckRerequested(request) = &delivery.event {
-            jobs.extend(request.changes.iter().map(|number| Job {
+            let rerequested = |number, kind| Job {
                 repo: request.repo.name.to_string(),
-                number: number.0,
+                number,
                 installation: request.repo.installation,
                 reset_first: false,
                 delivery: delivery.id.as_ref().map(|d| d.to_string()),
-                kind: JobKind::Change,
-            }));
+                kind,
+            };
+            if request.changes.is_empty() {
+                // Looking the pull requests up costs a request to GitHub: a job of its own,
+                // off the intake path, durable like the rest.
+                let sha = request.head_sha.to_string();
+                jobs.push(rerequested(0, JobKind::FindPulls { sha }));
+            } else {
+                jobs.extend(
+                    request
+                        .changes
+                        .iter()
+                        .map(|number| rerequested(number.0, JobKind::Change)),
+                );
+            }
         }
         if let Event::DeploymentRequested(request) = &delivery.event {
             jobs.push(Job {
